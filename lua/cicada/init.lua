@@ -1,0 +1,104 @@
+-- SPDX-License-Identifier: MIT
+-- cicada: the scripting API. A cicadafile requires this module, defines user classes and
+-- returns them (or leaves them defined). See docs/scripting.md.
+
+local core = require "cicada.core"
+local class = require "cicada.class"
+local wait = require "cicada.wait"
+local events = require "cicada.events"
+local signals = require "cicada.signals"
+
+local cicada = {
+    version = core.version,
+
+    User = class.User,
+    TaskSet = class.TaskSet,
+    SequentialTaskSet = class.SequentialTaskSet,
+
+    between = wait.between,
+    constant = wait.constant,
+    constant_pacing = wait.constant_pacing,
+    constant_throughput = wait.constant_throughput,
+
+    events = events,
+
+    StopUser = signals.StopUser,
+    StopTest = signals.StopTest,
+    RescheduleTask = signals.RescheduleTask,
+    RescheduleTaskImmediately = signals.RescheduleTaskImmediately,
+    InterruptTaskSet = signals.InterruptTaskSet,
+
+    -- Data set by environment-level code (a test_start listener, say) and copied to every
+    -- worker thread before users start. Plain values and tables only.
+    shared = {},
+
+    -- The environment, as Locust's: role ("control" or "worker"), worker_index,
+    -- parsed_options, host, and on the control thread stats, runner and process_exit_code.
+    -- Filled in by the runtime when the script loads.
+    env = {},
+}
+
+local checked = signals.checked
+local core_sleep = core.sleep
+
+-- Waits |seconds| without blocking other users; cicada.sleep(0) lets every other ready user
+-- run once first.
+function cicada.sleep(seconds)
+    return checked(core_sleep(seconds))
+end
+
+-- Seconds since the epoch, as Locust's time.time().
+cicada.now = core.now
+-- Seconds from a monotonic clock: for measuring durations.
+cicada.monotonic = core.monotonic
+
+-- Records one request event straight into the statistics; |exception| nil or false means
+-- success. Lua listeners of events.request are not called: use events.request:fire for that.
+cicada.record = core.record
+
+-- events.request:fire{request_type=, name=, response_time= (ms), response_length=,
+-- exception=, context=...} records the request and calls the listeners, as in Locust.
+local hook_fire = events.EventHook.fire
+local record = core.record
+function events.request:fire(args)
+    record(args.request_type, args.name, args.response_time, args.response_length, args.exception)
+    return hook_fire(self, args)
+end
+events.request.on_change = function(n)
+    core.set_request_listeners(n > 0)
+end
+
+local monotonic = core.monotonic
+local is_signal = signals.is_signal
+
+local function measured(rtype, name, t0, ok, ...)
+    local ms = (monotonic() - t0) * 1000
+    if ok then
+        record(rtype, name, ms, 0, nil)
+        return true, ...
+    end
+    local e = ...
+    if is_signal(e) then error(e, 0) end
+    if e == nil then e = "error" end
+    record(rtype, name, ms, 0, e)
+    return false, e
+end
+
+-- Runs fn(...), times it and records a request event: a success, or a failure carrying the
+-- error fn raised. Returns true and fn's results, or false and the error, as pcall does.
+-- This, with events.request:fire, is how any system is tested: wrap its client's calls.
+function cicada.measure(request_type, name, fn, ...)
+    if type(fn) ~= "function" then error("measure: the third argument must be a function", 2) end
+    return measured(request_type, name, monotonic(), pcall(fn, ...))
+end
+
+-- Logging into cicada's log (Locust's logging.info and friends).
+local log = core.log
+cicada.log = {
+    debug = function(...) log("debug", table.concat({ ... }, " ")) end,
+    info = function(...) log("info", table.concat({ ... }, " ")) end,
+    warning = function(...) log("warning", table.concat({ ... }, " ")) end,
+    error = function(...) log("error", table.concat({ ... }, " ")) end,
+}
+
+return cicada

@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/* main.c: cicada's entry point: options, logging, and the run. */
+#include "core/common.h"
+#include "core/log.h"
+#include "core/options.h"
+#include "runner/runner.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <luajit.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+extern char **environ;
+
+static bool has_runtime(const char *dir)
+{
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof(path), "%s/cicada/runtime.lua", dir);
+    return access(path, R_OK) == 0;
+}
+
+/* Where cicada's Lua modules are: $CICADA_LUA_DIR, beside the installed binary, or the tree
+ * this binary was built from. */
+static const char *find_lua_dir(void)
+{
+    static char dir[PATH_MAX + 32];
+    const char *env = getenv("CICADA_LUA_DIR");
+    if (env && *env) return env;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(dir, sizeof(dir), "%s/../share/cicada/lua", exe);
+            if (has_runtime(dir)) return dir;
+        }
+    }
+    if (has_runtime(CICADA_SOURCE_LUA_DIR)) return CICADA_SOURCE_LUA_DIR;
+    return CICADA_INSTALL_LUA_DIR;
+}
+
+static void print_version(void)
+{
+    printf("cicada %s\n", CC_VERSION);
+    printf("built with libuv %s, %s, jansson %s\n", uv_version_string(), LUAJIT_VERSION,
+           JANSSON_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    struct cc_options o;
+    cc_options_defaults(&o);
+    char *err = NULL;
+    const char *home = getenv("HOME");
+    int rc = cc_options_load(&o, argc, argv, environ, home, "cicada.conf", &err);
+    if (rc != CC_OPT_OK) {
+        fprintf(stderr, "cicada: error: %s\nTry 'cicada --help' for the options.\n", err);
+        cc_free(err);
+        cc_options_release(&o);
+        return rc;
+    }
+    if (o.help) {
+        cc_options_usage(stdout);
+        cc_options_release(&o);
+        return 0;
+    }
+    if (o.version) {
+        print_version();
+        cc_options_release(&o);
+        return 0;
+    }
+    int level = cc_log_parse_level(o.loglevel ? o.loglevel : "INFO");
+    if (cc_log_setup((enum cc_log_level)level, o.logfile) != 0) {
+        fprintf(stderr, "cicada: cannot open the log file %s\n", o.logfile);
+        cc_options_release(&o);
+        return 1;
+    }
+    rc = cc_run(&o, find_lua_dir());
+    cc_log_close();
+    cc_options_release(&o);
+    return rc;
+}
