@@ -151,6 +151,7 @@ static void interval_complete(struct runner *r)
         cc_agg_reset(&r->agg, cc_wall_s());
         cc_agg_open_interval(&r->agg, cc_now_ns());
         cc_info("runner", "Resetting stats");
+        fire(r, "reset_stats", -1, NULL);
     } else {
         tick_outputs(r);
     }
@@ -326,11 +327,9 @@ static void quitting_done(struct cc_fiber *f, void *arg)
         cc_csv_write(&r->csv, &r->agg, live_users(r), r->end_s, true);
         cc_csv_close(&r->csv);
     }
-    if (!r->o->json_file || r->o->json) {
-        cc_console_stats(stderr, &r->agg, false, r->name_width);
-        cc_console_percentiles(stderr, &r->agg, r->name_width);
-        cc_console_errors(stderr, &r->agg, r->name_width);
-    }
+    cc_console_stats(stderr, &r->agg, false, r->name_width);
+    cc_console_percentiles(stderr, &r->agg, r->name_width);
+    cc_console_errors(stderr, &r->agg, r->name_width);
     if (r->o->json || r->o->json_file) {
         uint32_t *users = cc_xcalloc(r->nclasses + 1, sizeof(*users));
         for (uint32_t c = 0; c < r->nclasses; c++)
