@@ -284,48 +284,79 @@ static char *trim(char *s)
     return s;
 }
 
+/* One `name = value` line of a config file (|line| is modified); |src| is "file:line". */
+static int config_line(struct cc_options *o, char *line, const char *src, char **err)
+{
+    char *s = trim(line);
+    if (*s == '\0' || *s == '#' || *s == ';' || *s == '[') return CC_OPT_OK;
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        *err = fmt_err("%s: expected 'name = value'", src);
+        return CC_OPT_USAGE;
+    }
+    *eq = '\0';
+    char *key = trim(s), *val = trim(eq + 1);
+    if (strncmp(key, "--", 2) == 0) key += 2;
+    for (char *c = key; *c; c++)
+        if (*c == '_') *c = '-';
+    const struct opt_def *d = find_long(key, strlen(key));
+    if (!d || d->cli_only) {
+        *err = unknown_option(src, key, strlen(key));
+        return CC_OPT_USAGE;
+    }
+    size_t vl = strlen(val);
+    if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
+        val[vl - 1] = '\0';
+        val++;
+    }
+    return set_value(o, d, val, src, err);
+}
+
+int cc_options_parse_config(struct cc_options *o, const char *text, size_t len, const char *name,
+                            char **err)
+{
+    int rc = CC_OPT_OK;
+    size_t pos = 0;
+    for (int lineno = 1; rc == CC_OPT_OK && pos < len; lineno++) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+        char *line = cc_xstrndup(text + pos, n);
+        if (memchr(text + pos, '\0', n)) {
+            *err = fmt_err("%.200s:%d: the file holds a NUL byte", name, lineno);
+            rc = CC_OPT_USAGE;
+        } else {
+            char src[300];
+            snprintf(src, sizeof(src), "%.200s:%d", name, lineno);
+            rc = config_line(o, line, src, err);
+        }
+        cc_free(line);
+        pos += n + 1;
+    }
+    return rc;
+}
+
+#define CONFIG_MAX (1 << 20) /* a config file larger than 1 MiB is a mistake */
+
 /* Reads one config file; a missing optional file is not an error. */
 static int load_file(struct cc_options *o, const char *path, bool required, char **err)
 {
-    FILE *f = fopen(path, "r");
+    FILE *f = fopen(path, "rb");
     if (!f) {
         if (!required) return CC_OPT_OK;
         *err = fmt_err("--config: cannot open %s: %s", path, strerror(errno));
         return CC_OPT_USAGE;
     }
-    char line[4096];
-    int lineno = 0, rc = CC_OPT_OK;
-    while (rc == CC_OPT_OK && fgets(line, sizeof(line), f)) {
-        lineno++;
-        char *s = trim(line);
-        if (*s == '\0' || *s == '#' || *s == ';' || *s == '[') continue;
-        char *eq = strchr(s, '=');
-        char src[1200];
-        snprintf(src, sizeof(src), "%s:%d", path, lineno);
-        if (!eq) {
-            *err = fmt_err("%s: expected 'name = value'", src);
-            rc = CC_OPT_USAGE;
-            break;
-        }
-        *eq = '\0';
-        char *key = trim(s), *val = trim(eq + 1);
-        if (strncmp(key, "--", 2) == 0) key += 2;
-        for (char *c = key; *c; c++)
-            if (*c == '_') *c = '-';
-        const struct opt_def *d = find_long(key, strlen(key));
-        if (!d || d->cli_only) {
-            *err = unknown_option(src, key, strlen(key));
-            rc = CC_OPT_USAGE;
-            break;
-        }
-        size_t vl = strlen(val);
-        if (vl >= 2 && (val[0] == '"' || val[0] == '\'') && val[vl - 1] == val[0]) {
-            val[vl - 1] = '\0';
-            val++;
-        }
-        rc = set_value(o, d, val, src, err);
-    }
+    char *text = cc_xmalloc(CONFIG_MAX + 1);
+    size_t len = fread(text, 1, CONFIG_MAX + 1, f);
     fclose(f);
+    int rc;
+    if (len > CONFIG_MAX) {
+        *err = fmt_err("%s: larger than 1 MiB; is it really a config file?", path);
+        rc = CC_OPT_USAGE;
+    } else {
+        rc = cc_options_parse_config(o, text, len, path, err);
+    }
+    cc_free(text);
     return rc;
 }
 

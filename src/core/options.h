@@ -58,6 +58,13 @@ void cc_options_release(struct cc_options *o);
 int cc_options_load(struct cc_options *o, int argc, char **argv, char **envp, const char *home,
                     const char *cwd_conf, char **err);
 
+/*
+ * Applies the `name = value` lines of |text| (|len| bytes) as a config file named |name| would.
+ * Returns CC_OPT_OK, or CC_OPT_USAGE with "name:line: ..." in |err| (caller frees).
+ */
+int cc_options_parse_config(struct cc_options *o, const char *text, size_t len, const char *name,
+                            char **err);
+
 /* Parses a timespan ("20", "20s", "3m", "2h", "1h20m", "3h30m10s", "1.5"); -1 if invalid. */
 double cc_parse_timespan(const char *s);
 

@@ -140,6 +140,29 @@ class Cli(CicadaTest):
         rest = [l for l in lines if not l.startswith("init")]
         self.assertEqual(rest, ["test_start", "spawning_complete 3", "test_stop", "quitting 3"])
 
+    def test_logfile_and_loglevel(self):
+        log = self.path("run.log")
+        r = self.cicada("--headless", "-u", "1", "-t", "1", "--logfile", log, "-L", "DEBUG",
+                        script=HEAD + """
+            cicada.log.debug("a debug line")
+            local U = cicada.User:extend("U", { wait_time = cicada.constant(3600) })
+            U:task(function() end)
+            return { U }
+        """)
+        self.assertEqual(r.rc, 0, r.stderr)
+        text = self.read("run.log")
+        self.assertRegex(text, r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\] [^/]+/INFO/cicada\.main: "
+                               r"Starting cicada")
+        self.assertIn("/DEBUG/cicada.script: a debug line", text)
+        self.assertNotIn("Starting cicada", r.stderr)  # the log went to the file
+        self.assertIn("Response time percentiles", r.stderr)  # the tables stay on stderr
+        r = self.cicada("--headless", "-u", "1", "-t", "1", "-L", "WARNING", script=HEAD + """
+            local U = cicada.User:extend("U", { wait_time = cicada.constant(3600) })
+            U:task(function() end)
+            return { U }
+        """)
+        self.assertNotIn("Starting cicada", r.stderr)
+
     def test_listener_error_gives_exit_code_2(self):
         r = self.cicada("--headless", "-u", "1", "-t", "1", script=HEAD + """
             cicada.events.test_start:add_listener(function() error("listener broke") end)
