@@ -3,10 +3,13 @@
 #include "core/common.h"
 #include "core/log.h"
 #include "core/options.h"
+#include "demo/demo.h"
 #include "runner/runner.h"
 
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <luajit.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +48,18 @@ static const char *find_lua_dir(void)
     return CICADA_INSTALL_LUA_DIR;
 }
 
+/* Many users mean many sockets: take the whole file descriptor allowance, as Locust raises
+ * its soft limit. Writing to a socket the peer closed is an error to count, not a signal. */
+static void prepare_process(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+}
+
 static void print_version(void)
 {
     printf("cicada %s\n", CC_VERSION);
@@ -54,6 +69,8 @@ static void print_version(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "demo-server") == 0)
+        return cc_demo_server_main(argc - 1, argv + 1);
     struct cc_options o;
     cc_options_defaults(&o);
     char *err = NULL;
@@ -81,6 +98,7 @@ int main(int argc, char **argv)
         cc_options_release(&o);
         return 1;
     }
+    prepare_process();
     rc = cc_run(&o, find_lua_dir());
     cc_log_close();
     cc_options_release(&o);
