@@ -47,6 +47,18 @@ function cicada.sleep(seconds)
     return checked(core_sleep(seconds))
 end
 
+-- Runs each function of the list |fns| concurrently (each waits without holding up the
+-- others), at most |limit| at a time (default: all), and returns their first results in a list
+-- once every one has ended. If any raised, gather raises the error of the first (by position)
+-- after all have ended. For a page's resources:
+--   cicada.gather { function() client:get("/app.js") end, function() client:get("/app.css") end }
+local core_gather = core.gather
+function cicada.gather(fns, limit)
+    local results, err = checked(core_gather(fns, limit))
+    if err ~= nil then error(err, 0) end
+    return results
+end
+
 -- Seconds since the epoch, as Locust's time.time().
 cicada.now = core.now
 -- Seconds from a monotonic clock: for measuring durations.
@@ -100,5 +112,17 @@ cicada.log = {
     warning = function(...) log("warning", table.concat({ ... }, " ")) end,
     error = function(...) log("error", table.concat({ ... }, " ")) end,
 }
+
+-- Protocol user classes load on first use: cicada.HttpUser is cicada.http's.
+local lazy = { HttpUser = "cicada.http" }
+setmetatable(cicada, {
+    __index = function(t, k)
+        local mod = lazy[k]
+        if not mod then return nil end
+        local v = require(mod)[k]
+        rawset(t, k, v)
+        return v
+    end,
+})
 
 return cicada

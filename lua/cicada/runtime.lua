@@ -199,8 +199,17 @@ local function user_main(self)
 end
 
 function rt.new_user(i)
-    local c = classes[i]
-    return coroutine.create(user_main), setmetatable({}, c.cls)
+    local cls = classes[i].cls
+    local self = setmetatable({}, cls)
+    local construct = cls.__construct -- a base class's set-up of each user (HttpUser's client)
+    if construct then construct(self) end
+    return coroutine.create(user_main), self
+end
+
+-- The body of a child fiber of cicada.gather.
+function rt.gather_child(g, i, fn)
+    local ok, r = xpcall(fn, handler)
+    core.gather_done(g, i, ok, r)
 end
 
 -- ---- TaskSet and User methods ------------------------------------------------------------------
@@ -372,6 +381,8 @@ function rt.load(path, cfg)
         check_class(c)
         c.environment = env
         if cfg.host then c.host = cfg.host end
+        local validate = c.__validate -- a base class's checks (HttpUser needs a host)
+        if validate then validate(c) end
         local node = class.compile(c, filter)
         if #node.tasks == 0 then
             if not filter.tags and not filter.exclude then

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* api.c: `cicada.core`: waiting, clocks, recording requests and exceptions, run control. */
 #include "lua/api.h"
+#include "lua/gather.h"
 #include "lua/vm.h"
 #include "core/log.h"
+#include "proto/registry.h"
 
 #include <lauxlib.h>
 #include <string.h>
@@ -253,6 +255,7 @@ static int open_core(lua_State *L)
 {
     lua_newtable(L);
     luaL_register(L, NULL, core_fns);
+    cc_gather_register(L);
     lua_pushlightuserdata(L, &cc_kill_sentinel);
     lua_setfield(L, -2, "KILL");
     lua_pushlightuserdata(L, &stop_sentinel);
@@ -274,4 +277,5 @@ void cc_api_preload(lua_State *L, const char *name, lua_CFunction open)
 void cc_api_open(lua_State *L)
 {
     cc_api_preload(L, "cicada.core", open_core);
+    cc_proto_preload(L);
 }

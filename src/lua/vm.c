@@ -200,14 +200,17 @@ static void run_fiber(struct cc_fiber *f)
         do_resume(f, lua_gettop(f->co) - 1);
         return;
     }
+    int nres = f->nres;
+    f->nres = 0;
     if (f->resume == CC_RESUME_KILL) {
+        lua_pop(f->co, nres); /* a wake that came too late */
         f->resume = CC_RESUME_NONE;
         f->killed = 1;
         lua_pushlightuserdata(f->co, &cc_kill_sentinel);
         do_resume(f, 1);
         return;
     }
-    do_resume(f, 0);
+    do_resume(f, nres);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -291,6 +294,14 @@ int cc_fiber_sleep(lua_State *L, struct cc_fiber *f, uint64_t ns)
 void cc_fiber_resume(struct cc_fiber *f, int nargs)
 {
     CC_ASSERT(f->state == CC_FIBER_WAITING);
+    struct cc_vm *vm = f->vm;
+    if (vm->current) {
+        f->waiter = NULL;
+        f->nres = (uint8_t)nargs;
+        f->state = CC_FIBER_READY;
+        ready_push(vm, f);
+        return;
+    }
     do_resume(f, nargs);
 }
 
@@ -462,6 +473,25 @@ fail : {
 }
 }
 
+void cc_vm_ext_set(struct cc_vm *vm, enum cc_vm_ext_slot slot, void *state,
+                   void (*close)(struct cc_vm *vm, void *state))
+{
+    vm->ext[slot].state = state;
+    vm->ext[slot].close = close;
+}
+
+/* Cancels what every fiber waits on, so that no callback can resume a fiber of a closed state. */
+static void cancel_waits(struct cc_vm *vm)
+{
+    for (uint32_t c = 0; vm->lists && c <= vm->nclasses; c++) {
+        for (struct cc_fiber *f = vm->lists[c].head; f; f = f->next) {
+            if (f->state == CC_FIBER_WAITING && f->waiter) f->waiter->cancel(f->waiter);
+            f->waiter = NULL;
+            if (f->state == CC_FIBER_WAITING) f->state = CC_FIBER_DONE;
+        }
+    }
+}
+
 static void closed_cb(uv_handle_t *h)
 {
     struct cc_vm *vm = h->data;
@@ -470,6 +500,9 @@ static void closed_cb(uv_handle_t *h)
 
 void cc_vm_close(struct cc_vm *vm)
 {
+    cancel_waits(vm);
+    for (int i = 0; i < CC_EXT_MAX; i++)
+        if (vm->ext[i].close) vm->ext[i].close(vm, vm->ext[i].state);
     uv_handle_t *hs[] = {(uv_handle_t *)&vm->timer, (uv_handle_t *)&vm->idle,
                          (uv_handle_t *)&vm->prepare};
     vm->closing = (int)CC_ARRAY_LEN(hs);
@@ -481,11 +514,10 @@ void cc_vm_close(struct cc_vm *vm)
 
 void cc_vm_release(struct cc_vm *vm)
 {
-    /* cancel every wait so no callback can resume a fiber of a closed state */
+    cancel_waits(vm);
     for (uint32_t c = 0; vm->lists && c <= vm->nclasses; c++) {
         for (struct cc_fiber *f = vm->lists[c].head, *next; f; f = next) {
             next = f->next;
-            if (f->state == CC_FIBER_WAITING && f->waiter) f->waiter->cancel(f->waiter);
             cc_free(f);
         }
     }
@@ -537,16 +569,23 @@ void cc_vm_stop_all(struct cc_vm *vm, bool graceful)
             if (!f->killed && f->resume != CC_RESUME_KILL) fiber_stop(f, graceful);
 }
 
-void cc_vm_call(struct cc_vm *vm, const char *fn, int nargs,
-                void (*done)(struct cc_fiber *f, void *arg), void *arg)
+struct cc_fiber *cc_vm_call_from(struct cc_vm *vm, lua_State *from, const char *fn, int nargs,
+                                 void (*done)(struct cc_fiber *f, void *arg), void *arg)
 {
     lua_State *L = vm->L;
     lua_State *co = lua_newthread(L);
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     CC_ASSERT(push_rt(vm, co, fn));
-    lua_xmove(L, co, nargs);
+    lua_xmove(from, co, nargs);
     struct cc_fiber *f = fiber_new(vm, co, ref, -1);
     f->on_done = done;
     f->done_arg = arg;
     ready_push(vm, f);
+    return f;
+}
+
+void cc_vm_call(struct cc_vm *vm, const char *fn, int nargs,
+                void (*done)(struct cc_fiber *f, void *arg), void *arg)
+{
+    cc_vm_call_from(vm, vm->L, fn, nargs, done, arg);
 }

@@ -54,6 +54,7 @@ struct cc_fiber {
     uint8_t in_wait_time; /* parked in wait_time: a graceful stop kills it at once */
     uint8_t stopping;     /* graceful stop requested: leave before the next task */
     uint8_t killed;       /* a kill was delivered */
+    uint8_t nres;         /* values a waker pushed for the next resume (a deferred wake) */
     uint64_t wake_ns;     /* monotonic deadline while sleeping */
     struct cc_waiter *waiter;
     struct cc_fiber *prev, *next; /* the list of its class (or of system fibers) */
@@ -70,6 +71,18 @@ struct cc_fiber_list {
 struct cc_vm_hooks {
     void (*users_changed)(struct cc_vm *vm); /* a user started or ended */
     void (*stop_test)(struct cc_vm *vm);     /* a user raised StopTest */
+};
+
+/*
+ * Per-vm state of a protocol module (its connection pools, resolver...), created on first use.
+ * |close| runs when the vm closes, before its Lua state goes: it must close the module's handles
+ * (their callbacks run as the loop winds down) and make what Lua still holds inert.
+ */
+enum cc_vm_ext_slot { CC_EXT_HTTP, CC_EXT_MAX };
+
+struct cc_vm_ext {
+    void *state;
+    void (*close)(struct cc_vm *vm, void *state);
 };
 
 struct cc_vm {
@@ -104,6 +117,7 @@ struct cc_vm {
     int closing;            /* handles closed, waiting for their callbacks */
 
     struct cc_agg *agg; /* control only: the statistics, for scripts that read them */
+    struct cc_vm_ext ext[CC_EXT_MAX];
 };
 
 /* The vm of the calling thread (set by cc_vm_init on that thread). */
@@ -134,6 +148,14 @@ void cc_vm_close(struct cc_vm *vm);
 /* Frees the Lua state. Every fiber is discarded (waits cancelled, on_stop not run). */
 void cc_vm_release(struct cc_vm *vm);
 
+/* The state of module |slot| (NULL before it is set), and setting it with its close hook. */
+static inline void *cc_vm_ext_get(struct cc_vm *vm, enum cc_vm_ext_slot slot)
+{
+    return vm->ext[slot].state;
+}
+void cc_vm_ext_set(struct cc_vm *vm, enum cc_vm_ext_slot slot, void *state,
+                   void (*close)(struct cc_vm *vm, void *state));
+
 /* Spawns |n| users of class |cls|; they start on the next loop turn. */
 void cc_vm_spawn(struct cc_vm *vm, uint32_t cls, uint32_t n);
 /* Stops up to |n| users of class |cls|, most recently spawned first. */
@@ -147,6 +169,9 @@ void cc_vm_stop_all(struct cc_vm *vm, bool graceful);
  */
 void cc_vm_call(struct cc_vm *vm, const char *fn, int nargs,
                 void (*done)(struct cc_fiber *f, void *arg), void *arg);
+/* cc_vm_call with the arguments taken from the top of |from| (a state of the same vm). */
+struct cc_fiber *cc_vm_call_from(struct cc_vm *vm, lua_State *from, const char *fn, int nargs,
+                                 void (*done)(struct cc_fiber *f, void *arg), void *arg);
 /* Calls the runtime function |fn| with |nargs| arguments and |nres| results, in protected mode.
  * For code that must not block. Returns 0, or -1 after logging the error. */
 int cc_vm_pcall(struct cc_vm *vm, const char *fn, int nargs, int nres);
@@ -159,7 +184,11 @@ struct cc_fiber *cc_fiber_check(lua_State *L);
 int cc_fiber_wait(lua_State *L, struct cc_fiber *f, struct cc_waiter *w);
 /* Parks the fiber for |ns| nanoseconds (0: until the next loop turn) and yields. */
 int cc_fiber_sleep(lua_State *L, struct cc_fiber *f, uint64_t ns);
-/* Resumes a waiting fiber with the |nargs| values its waker pushed on f->co. From the loop. */
+/*
+ * Resumes a waiting fiber with the |nargs| values its waker pushed on f->co. From the loop it
+ * resumes at once; while another fiber runs (a waker called from inside a Lua call) it queues
+ * the fiber to resume on the next loop turn, so resumes never nest.
+ */
 void cc_fiber_resume(struct cc_fiber *f, int nargs);
 /* Kills a fiber: its wait is cancelled and it resumes with the kill signal. */
 void cc_fiber_kill(struct cc_fiber *f);

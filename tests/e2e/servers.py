@@ -1,0 +1,155 @@
+"""servers.py: real servers for the end-to-end tests, started on free loopback ports.
+
+Each start function returns an object with .url (or .port) and .stop(); tests stop them in
+tearDown / tearDownClass. Nothing listens beyond 127.0.0.1.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+
+from harness import CICADA, SOURCE
+
+SERVERS = os.path.join(SOURCE, "tests", "servers")
+PYTHON = "/usr/bin/python3"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Process:
+    """A server process that prints 'listening on URL' as its first line."""
+
+    def __init__(self, argv, lines=1):
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.lines = [self.proc.stdout.readline().strip() for _ in range(lines)]
+        if not self.lines[0]:
+            raise RuntimeError(f"{argv[0]} did not start")
+        self.url = self.lines[0].split()[-1]
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def httpbin():
+    return Process([PYTHON, os.path.join(SERVERS, "httpbin.py")])
+
+
+def faults():
+    p = Process([PYTHON, os.path.join(SERVERS, "http_faults.py")], lines=2)
+    p.tls_port = int(p.lines[1].rsplit(":", 1)[1])
+    return p
+
+
+def demo_server():
+    return Process([CICADA, "demo-server", "--port", "0"])
+
+
+def make_certs(dir_):
+    """A CA, a server certificate for localhost and 127.0.0.1, and a client certificate."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=dir_, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+        "-days", "2", "-subj", "/CN=cicada test CA")
+    with open(os.path.join(dir_, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=cicada client")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "client.pem", "-days", "2")
+
+
+class Nginx:
+    """nginx with one worker: plain HTTP/1.1, HTTPS (with HTTP/2 by ALPN), h2c with prior
+    knowledge, and HTTPS that requires a client certificate."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cicada-nginx-")
+        os.makedirs(os.path.join(self.dir, "html"))
+        with open(os.path.join(self.dir, "html", "index.html"), "w") as f:
+            f.write("<html><body>hello from nginx</body></html>\n")
+        with open(os.path.join(self.dir, "html", "big.txt"), "w") as f:
+            f.write("0123456789abcdef" * 65536)  # 1 MiB, compressible
+        make_certs(self.dir)
+        self.http, self.https, self.h2c, self.mtls = (free_port() for _ in range(4))
+        user = "user root;" if os.geteuid() == 0 else ""
+        d = self.dir
+        conf = textwrap.dedent(f"""
+            {user}
+            worker_processes 1;
+            daemon off;
+            pid {d}/nginx.pid;
+            error_log {d}/error.log;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                client_body_temp_path {d}/body;
+                proxy_temp_path {d}/proxy;
+                fastcgi_temp_path {d}/fastcgi;
+                uwsgi_temp_path {d}/uwsgi;
+                scgi_temp_path {d}/scgi;
+                keepalive_requests 1000000;
+                gzip on;
+                gzip_types text/plain;
+                gzip_min_length 100;
+                root {d}/html;
+                server {{ listen 127.0.0.1:{self.http}; }}
+                server {{
+                    listen 127.0.0.1:{self.https} ssl http2;
+                    ssl_certificate {d}/server.pem;
+                    ssl_certificate_key {d}/server.key;
+                }}
+                server {{ listen 127.0.0.1:{self.h2c} http2; }}
+                server {{
+                    listen 127.0.0.1:{self.mtls} ssl;
+                    ssl_certificate {d}/server.pem;
+                    ssl_certificate_key {d}/server.key;
+                    ssl_client_certificate {d}/ca.pem;
+                    ssl_verify_client on;
+                }}
+            }}
+        """)
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen(["nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in (self.http, self.https, self.h2c, self.mtls):
+            wait_port(port)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
