@@ -37,7 +37,9 @@ static int l_sleep(lua_State *L)
 
 /*
  * core.wait(seconds): the wait_time wait between tasks. Returns core.STOP at once when the
- * user is to stop; a graceful stop kills users parked here.
+ * user is to stop; a graceful stop kills users parked here. A wait of 0 yields to the other
+ * users only when the task itself did not wait since the last one: fair, without a pointless
+ * trip through the ready queue after every request.
  */
 static int l_wait(lua_State *L)
 {
@@ -48,6 +50,12 @@ static int l_wait(lua_State *L)
         lua_pushlightuserdata(L, &stop_sentinel);
         return 1;
     }
+    if (ns == 0 && f->resumes != f->resumes_at_wait && f->resume != CC_RESUME_KILL) {
+        /* the task waited already (on I/O, say): the others had their turn, go on at once */
+        f->resumes_at_wait = f->resumes;
+        return 0;
+    }
+    f->resumes_at_wait = f->resumes + 1; /* the resume that ends this wait */
     f->in_wait_time = 1;
     int rc = cc_fiber_sleep(L, f, ns);
     if (rc >= 0) f->in_wait_time = 0; /* a pending kill returned without yielding */

@@ -170,6 +170,7 @@ static void do_resume(struct cc_fiber *f, int nargs)
     CC_ASSERT(vm->current == NULL);
     vm->current = f;
     f->state = CC_FIBER_RUNNING;
+    f->resumes++;
     f->waiter = NULL;
     f->in_wait_time = 0;
     int rc = lua_resume(f->co, nargs);

@@ -55,7 +55,9 @@ struct cc_fiber {
     uint8_t stopping;     /* graceful stop requested: leave before the next task */
     uint8_t killed;       /* a kill was delivered */
     uint8_t nres;         /* values a waker pushed for the next resume (a deferred wake) */
-    uint64_t wake_ns;     /* monotonic deadline while sleeping */
+    uint32_t resumes;     /* resumes so far; a zero wait_time yields only if none came since */
+    uint32_t resumes_at_wait;
+    uint64_t wake_ns; /* monotonic deadline while sleeping */
     struct cc_waiter *waiter;
     struct cc_fiber *prev, *next; /* the list of its class (or of system fibers) */
     void (*on_done)(struct cc_fiber *f, void *arg); /* system fibers: called when it ends */
