@@ -495,6 +495,14 @@ function rt.fire(name, args)
     if hook then hook:fire(args, name == "quitting") end
 end
 
+-- A new host for every user class (the web UI's start form); users created from now on use it.
+function rt.set_host(host)
+    env.host = host
+    for _, c in ipairs(classes) do
+        c.cls.host = host
+    end
+end
+
 function rt.exit_code()
     return env.process_exit_code
 end

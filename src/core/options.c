@@ -37,7 +37,19 @@ static const struct opt_def defs[] = {
     {"run-time", 't', T_SPAN, OFF(run_time), false, "TIME",
      "stop after this long, e.g. 300s, 20m, 3h, 1h30m (default: until stopped)"},
     {"headless", 0, T_FLAG, OFF(headless), false, NULL, "run without the web UI, starting at once"},
-    {"autostart", 0, T_FLAG, OFF(autostart), false, NULL, "start the test at once"},
+    {"autostart", 0, T_FLAG, OFF(autostart), false, NULL,
+     "start the test at once, with the web UI running"},
+    {"autoquit", 0, T_LONG, OFF(autoquit), false, "SECONDS",
+     "with --autostart: quit this long after the test ends (default: keep the UI up)"},
+    {"web-host", 0, T_STR, OFF(web_host), false, "HOST",
+     "the web UI's address (default 127.0.0.1; * for every interface)"},
+    {"web-port", 'P', T_LONG, OFF(web_port), false, "PORT", "the web UI's port (default 8089)"},
+    {"web-auth", 0, T_STR, OFF(web_auth), false, "USER:PASSWORD",
+     "basic authentication for the web UI"},
+    {"tls-cert", 0, T_STR, OFF(tls_cert), false, "FILE",
+     "serve the web UI over HTTPS: certificate"},
+    {"tls-key", 0, T_STR, OFF(tls_key), false, "FILE", "serve the web UI over HTTPS: private key"},
+    {"html", 0, T_STR, OFF(html), false, "FILE", "write the HTML report to FILE at the end"},
     {"list", 'l', T_FLAG, OFF(list), true, NULL, "list the user classes and exit"},
     {"show-task-ratio", 0, T_FLAG, OFF(show_task_ratio), true, NULL,
      "print the task ratios of the user classes and exit"},
@@ -69,6 +81,8 @@ static const struct opt_def defs[] = {
      "let users finish their task for up to this long when stopping (default 0: stop at once)"},
     {"equal-weights", 0, T_FLAG, OFF(equal_weights), false, NULL,
      "give every task the same weight"},
+    {"insecure", 0, T_FLAG, OFF(insecure), false, NULL,
+     "do not verify TLS certificates (every client of every user)"},
     {"threads", 0, T_LONG, OFF(threads), false, "N",
      "worker threads, each with its own event loop (default: one per CPU)"},
     {"version", 'V', T_FLAG, OFF(version), true, NULL, "print the version and exit"},
@@ -82,6 +96,9 @@ void cc_options_defaults(struct cc_options *o)
     o->users = -1;
     o->spawn_rate = -1;
     o->exit_code_on_error = 1;
+    o->autoquit = -1;
+    o->web_host = cc_xstrdup("127.0.0.1");
+    o->web_port = 8089;
 }
 
 void cc_options_release(struct cc_options *o)
@@ -485,6 +502,14 @@ static int validate(const struct cc_options *o, char **err)
     }
     if (o->threads < 0 || o->threads > 1024) {
         *err = fmt_err("--threads must be between 1 and 1024 (0: one per CPU)");
+        return CC_OPT_USAGE;
+    }
+    if (o->web_port < 0 || o->web_port > 65535) {
+        *err = fmt_err("--web-port must be between 0 and 65535");
+        return CC_OPT_USAGE;
+    }
+    if ((o->tls_cert != NULL) != (o->tls_key != NULL)) {
+        *err = fmt_err("--tls-cert and --tls-key go together");
         return CC_OPT_USAGE;
     }
     if (o->csv_full_history && !o->csv) {

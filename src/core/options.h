@@ -20,6 +20,13 @@ struct cc_options {
     double run_time;   /* -t, seconds; 0: until stopped */
     bool headless;
     bool autostart;
+    long autoquit;  /* with --autostart: quit this many seconds after the test ends; -1 */
+    char *web_host; /* the web UI's address */
+    long web_port;
+    char *web_auth; /* user:password for the web UI, or NULL */
+    char *tls_cert; /* HTTPS for the web UI */
+    char *tls_key;
+    char *html; /* write the HTML report to this file */
     bool list;
     bool show_task_ratio;
     bool show_task_ratio_json;
@@ -37,6 +44,7 @@ struct cc_options {
     long exit_code_on_error;
     double stop_timeout; /* -s, seconds */
     bool equal_weights;
+    bool insecure; /* TLS certificates are not verified */
     long threads;  /* worker threads; 0: one per online CPU */
     char *classes; /* positional user class names, space separated */
     bool version;

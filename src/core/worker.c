@@ -87,6 +87,11 @@ static void handle(struct cc_worker *w, const struct cc_msg *m)
         cc_vm_pcall(vm, "shared_load", 1, 0);
         cc_free(m->p);
         break;
+    case CC_MSG_SET_HOST:
+        lua_pushstring(vm->L, m->p);
+        cc_vm_pcall(vm, "set_host", 1, 0);
+        cc_free(m->p);
+        break;
     case CC_MSG_QUIT:
         uv_stop(&w->loop);
         break;
@@ -148,7 +153,7 @@ static void worker_main(void *arg)
     size_t cap = 0;
     size_t n = cc_mq_take(&w->inbox, &left, &cap);
     for (size_t i = 0; i < n; i++)
-        if (left[i].type == CC_MSG_SHARED) cc_free(left[i].p);
+        if (left[i].type == CC_MSG_SHARED || left[i].type == CC_MSG_SET_HOST) cc_free(left[i].p);
     cc_free(left);
     cc_mq_release(&w->inbox);
     cc_recorder_release(&w->rec);

@@ -92,3 +92,11 @@ bool cc_dispatch_remove(struct cc_dispatch *d, struct cc_dispatch_entry *out)
     d->wtotal[out->worker]--;
     return true;
 }
+
+void cc_dispatch_clear(struct cc_dispatch *d)
+{
+    memset(d->count, 0, d->nclasses * sizeof(*d->count));
+    memset(d->wcount, 0, (size_t)d->nclasses * d->nworkers * sizeof(*d->wcount));
+    memset(d->wtotal, 0, d->nworkers * sizeof(*d->wtotal));
+    d->nlog = 0;
+}

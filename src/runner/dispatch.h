@@ -33,6 +33,9 @@ void cc_dispatch_init(struct cc_dispatch *d, uint32_t nclasses, const double *we
                       const uint32_t *fixed, uint32_t nworkers);
 void cc_dispatch_release(struct cc_dispatch *d);
 
+/* Forgets every assignment (all users have stopped). */
+void cc_dispatch_clear(struct cc_dispatch *d);
+
 /* Users assigned now. */
 static inline size_t cc_dispatch_total(const struct cc_dispatch *d)
 {

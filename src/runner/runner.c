@@ -20,14 +20,19 @@
 
 enum state {
     ST_LOADING,   /* workers loading the script */
+    ST_READY,     /* waiting for a start (the web UI's form) */
     ST_STARTING,  /* test_start listeners running */
     ST_RUNNING,   /* users ramping or running */
-    ST_STOPPING,  /* waiting for every user to stop */
-    ST_FINISHING, /* test_stop, final statistics, quitting */
+    ST_STOPPING,  /* waiting for every user to stop, then test_stop */
+    ST_STOPPED,   /* stopped; may start again */
+    ST_FINISHING, /* final statistics, quitting */
     ST_DONE,
 };
 
-struct runner {
+static const char *const state_names[] = {"ready",    "ready",   "spawning", "running",
+                                          "stopping", "stopped", "stopped",  "stopped"};
+
+struct cc_runner {
     const struct cc_options *o;
     uv_loop_t loop;
     uv_async_t async;
@@ -71,6 +76,14 @@ struct runner {
     bool final_wanted; /* test_stop is done: collect everything once more, then quit */
     bool final_tick;   /* the interval being collected is the last */
     bool kill_sent;
+    bool quit;       /* end the run once the users have stopped */
+    bool headless;   /* no web UI: start at once, quit when the test ends */
+    double run_time; /* of the test that runs, seconds; 0: until stopped */
+    char *host;      /* the host a start set, or NULL */
+
+    struct cc_history_point *history; /* one point per interval of the current test */
+    size_t history_n, history_cap;
+    uint32_t *test_counts; /* [class] users of the last test that stopped */
 
     struct cc_csv csv;
     bool periodic_table;
@@ -83,20 +96,20 @@ struct runner {
 
 /* ---- messages --------------------------------------------------------------------------- */
 
-static void to_worker(struct runner *r, unsigned w, enum cc_msg_type type, int64_t a, int64_t b,
+static void to_worker(struct cc_runner *r, unsigned w, enum cc_msg_type type, int64_t a, int64_t b,
                       double d, void *p)
 {
     struct cc_msg m = {.type = type, .a = a, .b = b, .d = d, .p = p};
     cc_mq_push(&r->workers[w].inbox, &m);
 }
 
-static void to_all(struct runner *r, enum cc_msg_type type, double d)
+static void to_all(struct cc_runner *r, enum cc_msg_type type, double d)
 {
     for (unsigned w = 0; w < r->nworkers; w++)
         if (r->workers[w].started) to_worker(r, w, type, 0, 0, d, NULL);
 }
 
-static uint32_t live_users(const struct runner *r)
+static uint32_t live_users(const struct cc_runner *r)
 {
     uint32_t n = 0;
     for (size_t i = 0; i < (size_t)r->nworkers * r->nclasses; i++)
@@ -107,7 +120,7 @@ static uint32_t live_users(const struct runner *r)
 /* ---- events on the control thread --------------------------------------------------------- */
 
 /* Fires |event| in the control state, in a fiber so listeners may wait; |then| follows. */
-static void fire(struct runner *r, const char *event, int user_count,
+static void fire(struct cc_runner *r, const char *event, int user_count,
                  void (*then)(struct cc_fiber *, void *))
 {
     lua_State *L = r->vm.L;
@@ -122,22 +135,38 @@ static void fire(struct runner *r, const char *event, int user_count,
 
 /* ---- statistics ticks ------------------------------------------------------------------------ */
 
-static void finish_run(struct runner *r);
-static void after_final_tick(struct runner *r);
-static void close_all(struct runner *r);
-static void request_shards(struct runner *r);
+static void after_final_tick(struct cc_runner *r);
+static void close_all(struct cc_runner *r);
+static void request_shards(struct cc_runner *r);
 
-static void tick_outputs(struct runner *r)
+static void add_history(struct cc_runner *r, double now)
+{
+    double p[2] = {0.5, 0.95}, v[2] = {0, 0};
+    cc_entry_current_percentiles_ms(&r->agg, &r->agg.total, p, 2, v);
+    cc_grow((void **)&r->history, &r->history_cap, r->history_n + 1, sizeof(*r->history));
+    r->history[r->history_n++] = (struct cc_history_point){
+        .time_s = now,
+        .users = live_users(r),
+        .rps = cc_entry_current_rps(&r->agg, &r->agg.total),
+        .fail_per_s = cc_entry_current_fail_per_s(&r->agg, &r->agg.total),
+        .p50_ms = v[0],
+        .p95_ms = v[1],
+        .avg_ms = cc_entry_avg_ms(&r->agg.total),
+    };
+}
+
+static void tick_outputs(struct cc_runner *r)
 {
     double now = cc_wall_s();
+    if (r->state == ST_RUNNING || r->state == ST_STOPPING) add_history(r, now);
     if (r->csv.prefix) cc_csv_write(&r->csv, &r->agg, live_users(r), now, true);
-    if (r->periodic_table && r->ticks % 2 == 0) {
+    if (r->periodic_table && r->ticks % 2 == 0 && r->state == ST_RUNNING) {
         cc_console_stats(stderr, &r->agg, true, r->name_width);
     }
 }
 
 /* An interval is complete once every worker's shard is merged. */
-static void interval_complete(struct runner *r)
+static void interval_complete(struct cc_runner *r)
 {
     cc_agg_close_interval(&r->agg, r->tick_ns);
     cc_agg_open_interval(&r->agg, r->tick_ns);
@@ -161,7 +190,7 @@ static void interval_complete(struct runner *r)
     }
 }
 
-static void request_shards(struct runner *r)
+static void request_shards(struct cc_runner *r)
 {
     if (r->pending) return; /* the last interval is still being collected */
     r->tick_ns = cc_now_ns();
@@ -175,13 +204,13 @@ static void request_shards(struct runner *r)
 
 static void tick_cb(uv_timer_t *t)
 {
-    struct runner *r = cc_container_of(t, struct runner, tick_timer);
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, tick_timer);
     request_shards(r);
 }
 
 /* ---- spawning ------------------------------------------------------------------------------ */
 
-static void check_spawn_complete(struct runner *r)
+static void check_spawn_complete(struct cc_runner *r)
 {
     if (r->spawn_complete || r->ramping || r->state != ST_RUNNING) return;
     for (unsigned w = 0; w < r->nworkers; w++)
@@ -203,7 +232,7 @@ static void check_spawn_complete(struct runner *r)
     }
 }
 
-static void send_batch(struct runner *r, enum cc_msg_type type)
+static void send_batch(struct cc_runner *r, enum cc_msg_type type)
 {
     for (unsigned w = 0; w < r->nworkers; w++) {
         for (uint32_t c = 0; c < r->nclasses; c++) {
@@ -218,7 +247,7 @@ static void send_batch(struct runner *r, enum cc_msg_type type)
 
 static void spawn_cb(uv_timer_t *t)
 {
-    struct runner *r = cc_container_of(t, struct runner, spawn_timer);
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, spawn_timer);
     double elapsed = (double)(cc_now_ns() - r->ramp_t0_ns) / 1e9;
     size_t step = 1 + (size_t)(r->rate * elapsed); /* users that may have changed by now */
     size_t cur = cc_dispatch_total(&r->dispatch);
@@ -252,7 +281,7 @@ static void spawn_cb(uv_timer_t *t)
 }
 
 /* Ramps to |target| users at |rate| per second from the users assigned now. */
-static void ramp(struct runner *r, size_t target, double rate)
+static void ramp(struct cc_runner *r, size_t target, double rate)
 {
     r->target = target;
     r->rate = rate;
@@ -266,11 +295,13 @@ static void ramp(struct runner *r, size_t target, double rate)
     uv_timer_start(&r->spawn_timer, spawn_cb, 0, ms);
 }
 
-/* ---- stopping ---------------------------------------------------------------------------- */
+/* ---- stopping and quitting -------------------------------------------------------------- */
+
+static void users_stopped(struct cc_runner *r);
 
 static void kill_cb(uv_timer_t *t)
 {
-    struct runner *r = cc_container_of(t, struct runner, stop_timer);
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, stop_timer);
     if (r->state != ST_STOPPING) return;
     if (!r->kill_sent) {
         /* the stop timeout ran out: kill what still runs, and give on_stop a grace period */
@@ -282,28 +313,47 @@ static void kill_cb(uv_timer_t *t)
     }
     cc_warn("runner", "%u users did not finish their on_stop in time; leaving them", live_users(r));
     r->users_done = r->nworkers;
-    finish_run(r);
+    users_stopped(r);
 }
 
-static void stop_test(struct runner *r, const char *why)
+static void finish(struct cc_runner *r);
+
+/*
+ * Stops the test: every user stops (gracefully within --stop-timeout), test_stop runs, and
+ * then the run either waits for another start (the web UI's Stop) or, with |quit|, ends.
+ */
+static void stop(struct cc_runner *r, const char *why, bool quit)
 {
-    if (r->state >= ST_STOPPING) return;
-    cc_info("runner", "%s", why);
-    if (r->state == ST_LOADING) { /* nothing has started yet */
+    if (quit) r->quit = true;
+    switch (r->state) {
+    case ST_LOADING: /* nothing has started yet */
+        if (!quit) return;
+        cc_info("runner", "%s", why);
         r->exit_code = 1;
         close_all(r);
         return;
+    case ST_READY:
+    case ST_STOPPED:
+        if (!quit) return;
+        cc_info("runner", "%s", why);
+        finish(r);
+        return;
+    case ST_STARTING: /* test_start listeners run: no user yet */
+        cc_info("runner", "%s", why);
+        r->state = ST_STOPPING;
+        r->users_done = r->nworkers;
+        users_stopped(r);
+        return;
+    case ST_RUNNING:
+        break;
+    default: /* stopping or finishing already */
+        return;
     }
-    bool started = r->state == ST_RUNNING;
+    cc_info("runner", "%s", why);
     r->state = ST_STOPPING;
     uv_timer_stop(&r->spawn_timer);
     uv_timer_stop(&r->run_timer);
     r->ramping = false;
-    if (!started) { /* test_start listeners still running: no user to stop */
-        r->users_done = r->nworkers;
-        finish_run(r);
-        return;
-    }
     r->users_done = 0;
     bool graceful = r->o->stop_timeout > 0;
     to_all(r, CC_MSG_STOP_ALL, r->o->stop_timeout);
@@ -314,15 +364,12 @@ static void stop_test(struct runner *r, const char *why)
 
 static void run_timer_cb(uv_timer_t *t)
 {
-    struct runner *r = cc_container_of(t, struct runner, run_timer);
-    stop_test(r, "--run-time limit reached, shutting down");
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, run_timer);
+    stop(r, "--run-time limit reached, shutting down", r->headless || r->o->autoquit >= 0);
 }
 
-static void quitting_done(struct cc_fiber *f, void *arg)
+static void write_results(struct cc_runner *r)
 {
-    (void)f;
-    struct runner *r = arg;
-    /* outputs */
     if (r->csv.prefix) {
         cc_csv_write(&r->csv, &r->agg, live_users(r), r->end_s, true);
         cc_csv_close(&r->csv);
@@ -330,72 +377,72 @@ static void quitting_done(struct cc_fiber *f, void *arg)
     cc_console_stats(stderr, &r->agg, false, r->name_width);
     cc_console_percentiles(stderr, &r->agg, r->name_width);
     cc_console_errors(stderr, &r->agg, r->name_width);
-    if (r->o->json || r->o->json_file) {
-        uint32_t *users = cc_xcalloc(r->nclasses + 1, sizeof(*users));
-        for (uint32_t c = 0; c < r->nclasses; c++)
-            users[c] = r->dispatch.count[c];
-        struct cc_run_info info = {.start_s = r->start_s,
-                                   .end_s = r->end_s,
-                                   .nclasses = r->nclasses,
-                                   .class_names = (const char *const *)r->class_names,
-                                   .class_users = users};
-        char *json = cc_report_json(&r->agg, &info);
-        if (r->o->json) {
-            fputs(json, stdout);
-            fputc('\n', stdout);
-            fflush(stdout);
-        }
-        if (r->o->json_file) {
-            FILE *out = fopen(r->o->json_file, "w");
-            if (out) {
-                fputs(json, out);
-                fputc('\n', out);
-                fclose(out);
-            } else {
-                cc_error("runner", "cannot write %s", r->o->json_file);
-            }
-        }
-        cc_free(json);
-        cc_free(users);
+    if (!r->o->json && !r->o->json_file) return;
+    struct cc_run_info info = {.start_s = r->start_s,
+                               .end_s = r->end_s,
+                               .nclasses = r->nclasses,
+                               .class_names = (const char *const *)r->class_names,
+                               .class_users = r->test_counts};
+    char *json = cc_report_json(&r->agg, &info);
+    if (r->o->json) {
+        fputs(json, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
     }
+    if (r->o->json_file) {
+        FILE *out = fopen(r->o->json_file, "w");
+        if (out) {
+            fputs(json, out);
+            fputc('\n', out);
+            fclose(out);
+        } else {
+            cc_error("runner", "cannot write %s", r->o->json_file);
+        }
+    }
+    cc_free(json);
+}
 
-    /* the exit code, as Locust decides it */
+/* The exit code, as Locust decides it. */
+static int exit_code(struct cc_runner *r)
+{
     lua_State *L = r->vm.L;
-    int code = 0;
-    bool set = false;
     if (cc_vm_pcall(&r->vm, "exit_code", 0, 1) == 0) {
-        if (lua_isnumber(L, -1)) {
-            code = (int)lua_tointeger(L, -1);
-            set = true;
-        }
+        bool set = lua_isnumber(L, -1);
+        int code = set ? (int)lua_tointeger(L, -1) : 0;
         lua_pop(L, 1);
+        if (set) return code;
     }
-    if (!set) {
-        bool listener_error = r->vm.listener_error;
-        for (unsigned w = 0; w < r->nworkers; w++)
-            listener_error |= r->workers[w].vm.listener_error;
-        if (r->agg.fail_keys.count || r->agg.exc_keys.count)
-            code = (int)r->o->exit_code_on_error;
-        else if (listener_error)
-            code = 2;
-    }
-    r->exit_code = code;
-    cc_info("runner", "Shutting down (exit code %d)", code);
+    if (r->agg.fail_keys.count || r->agg.exc_keys.count) return (int)r->o->exit_code_on_error;
+    bool listener_error = r->vm.listener_error;
+    for (unsigned w = 0; w < r->nworkers; w++)
+        listener_error |= r->workers[w].vm.listener_error;
+    return listener_error ? 2 : 0;
+}
+
+static void quitting_done(struct cc_fiber *f, void *arg)
+{
+    (void)f;
+    struct cc_runner *r = arg;
+    write_results(r);
+    r->exit_code = exit_code(r);
+    cc_info("runner", "Shutting down (exit code %d)", r->exit_code);
     close_all(r);
 }
 
-static void after_final_tick(struct runner *r)
+static void after_final_tick(struct cc_runner *r)
 {
-    r->end_s = cc_wall_s();
+    if (!r->end_s) r->end_s = cc_wall_s();
     fire(r, "quitting", -1, quitting_done);
 }
 
-static void test_stop_done(struct cc_fiber *f, void *arg)
+/* The last statistics (every thread's, test_stop's requests included), then quitting. */
+static void finish(struct cc_runner *r)
 {
-    (void)f;
-    struct runner *r = arg;
-    /* final statistics: everything every thread recorded, test_stop's requests included */
+    if (r->state == ST_FINISHING || r->state == ST_DONE) return;
+    r->state = ST_FINISHING;
     uv_timer_stop(&r->tick_timer);
+    uv_timer_stop(&r->stop_timer);
+    uv_timer_stop(&r->run_timer);
     r->final_wanted = true;
     if (r->pending == 0) {
         r->final_tick = true;
@@ -403,12 +450,32 @@ static void test_stop_done(struct cc_fiber *f, void *arg)
     } /* else the interval in flight completes first and asks again */
 }
 
-static void finish_run(struct runner *r)
+static void test_stop_done(struct cc_fiber *f, void *arg)
 {
-    if (r->state >= ST_FINISHING) return;
-    if (r->users_done < r->nworkers) return;
-    r->state = ST_FINISHING;
+    (void)f;
+    struct cc_runner *r = arg;
+    r->end_s = cc_wall_s();
+    if (r->quit) {
+        finish(r);
+        return;
+    }
+    r->state = ST_STOPPED;
+    cc_info("runner", "Test stopped");
+    request_shards(r); /* the numbers the UI shows include the last requests */
+    if (r->o->autoquit >= 0) {
+        cc_info("runner", "Quitting in %ld seconds (--autoquit)", r->o->autoquit);
+        uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)r->o->autoquit * 1000, 0);
+    }
+}
+
+/* Every user has stopped: test_stop runs. */
+static void users_stopped(struct cc_runner *r)
+{
+    if (r->state != ST_STOPPING || r->users_done < r->nworkers) return;
     uv_timer_stop(&r->stop_timer);
+    /* the mix the test ran with, for the results; the next test assigns users afresh */
+    memcpy(r->test_counts, r->dispatch.count, r->nclasses * sizeof(*r->test_counts));
+    cc_dispatch_clear(&r->dispatch);
     fire(r, "test_stop", -1, test_stop_done);
 }
 
@@ -417,7 +484,7 @@ static void finish_run(struct runner *r)
 static void test_start_done(struct cc_fiber *f, void *arg)
 {
     (void)f;
-    struct runner *r = arg;
+    struct cc_runner *r = arg;
     if (r->state != ST_STARTING) return;
     /* hand cicada.shared to the workers before any user starts */
     lua_State *L = r->vm.L;
@@ -430,28 +497,85 @@ static void test_start_done(struct cc_fiber *f, void *arg)
         lua_pop(L, 1);
     }
     r->state = ST_RUNNING;
-    r->start_s = cc_wall_s();
-    cc_agg_reset(&r->agg, r->start_s);
-    cc_agg_open_interval(&r->agg, cc_now_ns());
-    uv_timer_start(&r->tick_timer, tick_cb, TICK_MS, TICK_MS);
-    if (r->o->run_time > 0) {
-        cc_info("runner", "Run time limit set to %.0f seconds", r->o->run_time);
-        uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)(r->o->run_time * 1000), 0);
+    if (r->run_time > 0) {
+        cc_info("runner", "Run time limit set to %.0f seconds", r->run_time);
+        uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)(r->run_time * 1000), 0);
     }
-    long users = r->o->users < 0 ? 1 : r->o->users;
-    double rate = r->o->spawn_rate > 0 ? r->o->spawn_rate : 1;
-    ramp(r, (size_t)users, rate);
+    ramp(r, r->target, r->rate);
 }
 
-static void start_test(struct runner *r)
+static void set_host(struct cc_runner *r, const char *host)
 {
+    lua_State *L = r->vm.L;
+    lua_pushstring(L, host);
+    cc_vm_pcall(&r->vm, "set_host", 1, 0);
+    for (unsigned w = 0; w < r->nworkers; w++)
+        to_worker(r, w, CC_MSG_SET_HOST, 0, 0, 0, cc_xstrdup(host));
+    cc_free(r->host);
+    r->host = cc_xstrdup(host);
+}
+
+int cc_runner_swarm(struct cc_runner *r, long users, double rate, const char *host, double run_time,
+                    char **err)
+{
+    if (users < 0 || !(rate > 0)) {
+        *err = cc_xstrdup("the user count must be 0 or more and the spawn rate above 0");
+        return -1;
+    }
+    switch (r->state) {
+    case ST_RUNNING: /* a new target for the test that runs */
+        if (host && *host) set_host(r, host);
+        if (run_time > 0) {
+            r->run_time = run_time;
+            uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)(run_time * 1000), 0);
+        }
+        ramp(r, (size_t)users, rate);
+        return 0;
+    case ST_READY:
+    case ST_STOPPED:
+        break;
+    default:
+        *err = cc_xstrdup(r->state == ST_STARTING ? "the test is starting"
+                                                  : "the test is stopping or over");
+        return -1;
+    }
+    if (host && *host) set_host(r, host);
+    if (r->state == ST_STOPPED) { /* a new test starts with clean statistics, as Locust's */
+        r->history_n = 0;
+    }
+    r->start_s = cc_wall_s();
+    r->end_s = 0;
+    cc_agg_reset(&r->agg, r->start_s);
+    cc_agg_open_interval(&r->agg, cc_now_ns());
+    if (!uv_is_active((uv_handle_t *)&r->tick_timer))
+        uv_timer_start(&r->tick_timer, tick_cb, TICK_MS, TICK_MS);
+    r->target = (size_t)users;
+    r->rate = rate;
+    r->run_time = run_time;
     r->state = ST_STARTING;
     fire(r, "test_start", -1, test_start_done);
+    return 0;
+}
+
+void cc_runner_stop(struct cc_runner *r)
+{
+    stop(r, "Stopping the test", false);
+}
+
+void cc_runner_quit(struct cc_runner *r)
+{
+    stop(r, "Quitting", true);
+}
+
+void cc_runner_reset_stats(struct cc_runner *r)
+{
+    r->reset_after_tick = true;
+    request_shards(r);
 }
 
 /* ---- the control inbox ------------------------------------------------------------------- */
 
-static void handle(struct runner *r, struct cc_msg *m)
+static void handle(struct cc_runner *r, struct cc_msg *m)
 {
     switch (m->type) {
     case CC_MSG_READY:
@@ -466,8 +590,17 @@ static void handle(struct runner *r, struct cc_msg *m)
             if (r->load_failed) {
                 r->exit_code = 2;
                 close_all(r);
-            } else {
-                start_test(r);
+                break;
+            }
+            r->state = ST_READY;
+            if (r->headless || r->o->autostart) {
+                char *err = NULL;
+                long users = r->o->users < 0 ? 1 : r->o->users;
+                double rate = r->o->spawn_rate > 0 ? r->o->spawn_rate : 1;
+                if (cc_runner_swarm(r, users, rate, NULL, r->o->run_time, &err) != 0) {
+                    cc_error("runner", "%s", err);
+                    cc_free(err);
+                }
             }
         }
         break;
@@ -487,12 +620,12 @@ static void handle(struct runner *r, struct cc_msg *m)
         check_spawn_complete(r);
         break;
     case CC_MSG_STOP_TEST:
-        stop_test(r, "StopTest raised by a user: stopping the test");
+        stop(r, "StopTest raised by a user: stopping the test", r->headless);
         break;
     case CC_MSG_USERS_DONE:
         if (r->state == ST_STOPPING) {
             r->users_done++;
-            finish_run(r);
+            users_stopped(r);
         }
         break;
     default:
@@ -502,7 +635,7 @@ static void handle(struct runner *r, struct cc_msg *m)
 
 static void async_cb(uv_async_t *h)
 {
-    struct runner *r = cc_container_of(h, struct runner, async);
+    struct cc_runner *r = cc_container_of(h, struct cc_runner, async);
     struct cc_msg *batch = NULL;
     size_t cap = 0;
     size_t n = cc_mq_take(&r->inbox, &batch, &cap);
@@ -513,18 +646,20 @@ static void async_cb(uv_async_t *h)
 
 static void signal_cb(uv_signal_t *h, int signum)
 {
-    struct runner *r = h->data;
+    struct cc_runner *r = h->data;
     if (++r->signals > 1) {
         cc_warn("runner", "Second signal: exiting at once");
         _exit(r->exit_code ? r->exit_code : 1);
     }
-    stop_test(r, signum == SIGINT ? "Got SIGINT, shutting down (a second one exits at once)"
-                                  : "Got SIGTERM, shutting down (a second one exits at once)");
+    stop(r,
+         signum == SIGINT ? "Got SIGINT, shutting down (a second one exits at once)"
+                          : "Got SIGTERM, shutting down (a second one exits at once)",
+         true);
 }
 
 static void control_stop_test(struct cc_vm *vm)
 {
-    struct runner *r = vm->owner;
+    struct cc_runner *r = vm->owner;
     struct cc_msg m = {.type = CC_MSG_STOP_TEST};
     cc_mq_push(&r->inbox, &m);
 }
@@ -533,7 +668,7 @@ static const struct cc_vm_hooks control_hooks = {.stop_test = control_stop_test}
 
 /* ---- set-up and tear-down -------------------------------------------------------------- */
 
-static void close_all(struct runner *r)
+static void close_all(struct cc_runner *r)
 {
     if (r->state == ST_DONE) return;
     r->state = ST_DONE;
@@ -544,12 +679,12 @@ static void close_all(struct runner *r)
 static void init_done(struct cc_fiber *f, void *arg)
 {
     (void)f;
-    struct runner *r = arg;
+    struct cc_runner *r = arg;
     for (unsigned w = 0; w < r->nworkers; w++)
         cc_worker_start(&r->workers[w]);
 }
 
-static bool read_classes(struct runner *r)
+static bool read_classes(struct cc_runner *r)
 {
     lua_State *L = r->vm.L;
     if (cc_vm_pcall(&r->vm, "classes_info", 0, 1) != 0) return false;
@@ -572,7 +707,7 @@ static bool read_classes(struct runner *r)
 }
 
 /* Frees what messages still queued for the control thread own. */
-static void drain_inbox(struct runner *r)
+static void drain_inbox(struct cc_runner *r)
 {
     struct cc_msg *batch = NULL;
     size_t cap = 0;
@@ -597,7 +732,7 @@ static unsigned thread_count(const struct cc_options *o)
 }
 
 /* -l, --show-task-ratio and the checks that end a run before it starts. Returns -1 to go on. */
-static int early_exit(struct runner *r)
+static int early_exit(struct cc_runner *r)
 {
     const struct cc_options *o = r->o;
     lua_State *L = r->vm.L;
@@ -632,7 +767,7 @@ static int early_exit(struct runner *r)
 
 int cc_run(const struct cc_options *o, const char *lua_dir)
 {
-    struct runner *r = cc_xcalloc(1, sizeof(*r));
+    struct cc_runner *r = cc_xcalloc(1, sizeof(*r));
     r->o = o;
     CC_ASSERT(uv_loop_init(&r->loop) == 0);
     uv_async_init(&r->loop, &r->async, async_cb);
@@ -682,9 +817,12 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     }
 
     if (code < 0) {
-        if (!o->headless && !o->autostart)
+        r->headless = o->headless;
+        if (!o->headless) {
             cc_warn("main", "this build of cicada has no web UI yet: running headless");
-        r->periodic_table = !o->only_summary;
+            r->headless = true;
+        }
+        r->periodic_table = !o->only_summary && (r->headless || o->print_stats);
         if (o->csv) {
             if (cc_csv_open(&r->csv, o->csv, o->csv_full_history, &err) != 0) {
                 fprintf(stderr, "cicada: %s\n", err);
@@ -700,6 +838,7 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
         r->batch = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
         r->spawns_sent = cc_xcalloc(r->nworkers, sizeof(uint64_t));
         r->spawns_acked = cc_xcalloc(r->nworkers, sizeof(uint64_t));
+        r->test_counts = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
         cc_dispatch_init(&r->dispatch, r->nclasses, r->weights, r->fixed, r->nworkers);
         r->workers = cc_xcalloc(r->nworkers, sizeof(*r->workers));
         for (unsigned w = 0; w < r->nworkers; w++) {
@@ -749,6 +888,42 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     cc_free(r->spawns_acked);
     cc_free(r->workers);
     cc_free(r->options_lua);
+    cc_free(r->history);
+    cc_free(r->test_counts);
+    cc_free(r->host);
     cc_free(r);
     return code;
+}
+
+/* ---- what the web UI and the reports read ------------------------------------------------ */
+
+void cc_runner_view(const struct cc_runner *r, struct cc_runner_view *v)
+{
+    v->state = state_names[r->state];
+    v->user_count = live_users(r);
+    v->target = r->target;
+    v->nclasses = r->nclasses;
+    v->class_names = (const char *const *)r->class_names;
+    v->threads = r->nworkers;
+    v->host = r->host ? r->host : r->o->host;
+    v->start_s = r->start_s;
+    v->end_s = r->end_s;
+    v->run_time = r->run_time;
+    v->agg = &r->agg;
+    v->history = r->history;
+    v->history_n = r->history_n;
+    v->locustfile = r->o->locustfile;
+}
+
+uint32_t cc_runner_class_users(const struct cc_runner *r, uint32_t cls)
+{
+    uint32_t n = 0;
+    for (unsigned w = 0; w < r->nworkers; w++)
+        n += r->reported[w * r->nclasses + cls];
+    return n;
+}
+
+lua_State *cc_runner_lua(struct cc_runner *r)
+{
+    return r->vm.L;
 }
