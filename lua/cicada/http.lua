@@ -169,6 +169,7 @@ function M.session(opts)
             key_file = opts.key_file,
             max_conns = opts.max_conns,
             source_addresses = opts.source_addresses,
+            http2 = opts.http2,
         }),
         base = base,
         headers = {},
@@ -518,6 +519,7 @@ M.HttpUser = class.User:extend("HttpUser", {
     allow_redirects = true,
     verify = true,        -- TLS certificate verification; false skips it
     concurrency = 6,      -- connections per origin (requests beyond wait)
+    http2 = false,        -- true: HTTP/2 over TLS when the server agrees (ALPN); "prior_knowledge": also h2c
 })
 
 local HttpUser = M.HttpUser
@@ -547,6 +549,7 @@ function HttpUser.__construct(self)
         max_body = self.max_body,
         max_conns = self.concurrency,
         source_addresses = self.source_addresses,
+        http2 = self.http2,
         headers = self.default_headers,
     })
 end

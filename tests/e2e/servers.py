@@ -63,6 +63,13 @@ def faults():
     return p
 
 
+def h2_faults():
+    """The HTTP/2 fault server: .url is its well-behaved port, .modes maps each fault to its URL."""
+    p = Process([PYTHON, os.path.join(SERVERS, "h2_faults.py")], lines=8)
+    p.modes = dict(line.split() for line in p.lines[1:])
+    return p
+
+
 def demo_server():
     return Process([CICADA, "demo-server", "--port", "0"])
 
@@ -87,9 +94,12 @@ def make_certs(dir_):
 
 class Nginx:
     """nginx with one worker: plain HTTP/1.1, HTTPS (with HTTP/2 by ALPN), h2c with prior
-    knowledge, and HTTPS that requires a client certificate."""
+    knowledge, and HTTPS that requires a client certificate. Also HTTPS without HTTP/2
+    (https11) and h2c that ends connections with GOAWAY after 10 requests (h2c_short); these
+    and the HTTP/2 servers answer with X-Connection (nginx's connection number) and, given
+    |upstream| (a port on 127.0.0.1), proxy /bin/... to it (an httpbin that echoes requests)."""
 
-    def __init__(self):
+    def __init__(self, upstream=None):
         self.dir = tempfile.mkdtemp(prefix="cicada-nginx-")
         os.makedirs(os.path.join(self.dir, "html"))
         with open(os.path.join(self.dir, "html", "index.html"), "w") as f:
@@ -98,8 +108,12 @@ class Nginx:
             f.write("0123456789abcdef" * 65536)  # 1 MiB, compressible
         make_certs(self.dir)
         self.http, self.https, self.h2c, self.mtls = (free_port() for _ in range(4))
+        self.https11, self.h2c_short = free_port(), free_port()
         user = "user root;" if os.geteuid() == 0 else ""
         d = self.dir
+        extra = "add_header X-Connection $connection always;"
+        if upstream:
+            extra += f" location /bin/ {{ proxy_pass http://127.0.0.1:{upstream}/; }}"
         conf = textwrap.dedent(f"""
             {user}
             worker_processes 1;
@@ -124,8 +138,16 @@ class Nginx:
                     listen 127.0.0.1:{self.https} ssl http2;
                     ssl_certificate {d}/server.pem;
                     ssl_certificate_key {d}/server.key;
+                    {extra}
                 }}
-                server {{ listen 127.0.0.1:{self.h2c} http2; }}
+                server {{ listen 127.0.0.1:{self.h2c} http2; {extra} }}
+                server {{
+                    listen 127.0.0.1:{self.https11} ssl;
+                    ssl_certificate {d}/server.pem;
+                    ssl_certificate_key {d}/server.key;
+                    {extra}
+                }}
+                server {{ listen 127.0.0.1:{self.h2c_short} http2; keepalive_requests 10; {extra} }}
                 server {{
                     listen 127.0.0.1:{self.mtls} ssl;
                     ssl_certificate {d}/server.pem;
@@ -139,7 +161,7 @@ class Nginx:
             f.write(conf)
         self.proc = subprocess.Popen(["nginx", "-c", os.path.join(d, "nginx.conf"), "-p", d],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for port in (self.http, self.https, self.h2c, self.mtls):
+        for port in (self.http, self.https, self.h2c, self.mtls, self.https11, self.h2c_short):
             wait_port(port)
 
     def path(self, name):

@@ -97,6 +97,9 @@ class Nginx(HttpTest):
         check("insecure", r.status_code == 200, tostring(r.error))
     end
 """, attrs="verify = false"), host, expect_rc=0)
+        self.run_checks(one_shot("""
+    check("--insecure", self.client:get("/index.html").status_code == 200)
+"""), host, "--insecure", expect_rc=0)
 
     def test_client_certificate(self):
         n = self.nginx
@@ -294,6 +297,259 @@ class Faults(HttpTest):
         self.assertEqual(r.count("/close-after", "GET"), 10)
         self.assertEqual(r.failures("/close-after", "GET"), 0)
         self.assertEqual(r.failures("streamed", "GET"), 0)
+
+
+class Http2(HttpTest):
+    """HTTP/2 against nginx: h2c with prior knowledge, h2 by ALPN, and the fall back to
+    HTTP/1.1. nginx answers with X-Connection, its connection number, so that a test can tell
+    which requests shared a connection; /bin/ is proxied to an httpbin that echoes requests."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.bin = servers.httpbin()
+        cls.nginx = servers.Nginx(upstream=cls.bin.port)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nginx.stop()
+        cls.bin.stop()
+
+    # what every HTTP/2 test checks: sequential requests on one connection, concurrent ones
+    # multiplexed on it too, bodies both ways, gzip, HEAD, a 404
+    H2_CHECKS = """
+    local conns = {}
+    local function conn(r) conns[r.headers["x-connection"] or "none"] = true end
+    local function nconns() local n = 0; for _ in pairs(conns) do n = n + 1 end; return n end
+    for i = 1, 50 do
+        local r = self.client:get("/index.html")
+        check("200", r.status_code == 200 and r.ok and r.reason == "OK", tostring(r.status_code) .. " " .. tostring(r.error))
+        check("h2", r.http_version == "HTTP/2", r.http_version)
+        check("body", r.text == "<html><body>hello from nginx</body></html>\\n", r.text)
+        check("header", r.headers["content-type"] == "text/html" and r.headers["Content-Type"] == "text/html")
+        conn(r)
+    end
+    local fns = {}
+    for i = 1, 20 do
+        fns[i] = function() return self.client:get("/index.html", { name = "together" }) end
+    end
+    local results = cicada.gather(fns)
+    for i = 1, 20 do
+        local r = results[i]
+        check("together", r.status_code == 200 and r.http_version == "HTTP/2", tostring(r.error))
+        conn(r)
+    end
+    check("one connection", nconns() == 1, tostring(nconns()))
+    local d = self.client:post("/bin/anything", { json = { a = 1 }, headers = { ["X-Test"] = "yes" } }):json()
+    check("json body", d.method == "POST" and d.json.a == 1 and d.headers["content-type"] == "application/json", d.body)
+    check("lower-case names", d.headers["x-test"] == "yes")
+    local big = string.rep("0123456789abcdef", 61440) -- 960 KiB: nginx takes up to 1 MiB
+    d = self.client:put("/bin/anything", { body = big, headers = { ["Content-Type"] = "text/plain" } }):json()
+    check("960 KiB request body", d.method == "PUT" and d.body == big, tostring(#d.body))
+    local g = self.client:get("/big.txt")
+    check("gzip decoded", #g.text == 1048576 and g.length == 1048576, tostring(#g.text))
+    check("gzip was used", g.headers["content-encoding"] == "gzip")
+    local h = self.client:head("/index.html")
+    check("head", h.status_code == 200 and h.text == "" and h.headers["content-length"] == "43")
+    local missing = self.client:get("/nope")
+    check("404 not ok", missing.status_code == 404 and not missing.ok and missing.http_version == "HTTP/2")
+"""
+
+    def check_h2_run(self, r):
+        self.assertEqual(r.count("/index.html", "GET"), 50)
+        self.assertEqual(r.failures("/index.html", "GET"), 0)
+        self.assertEqual(r.count("together", "GET"), 20)
+        self.assertEqual(r.failures("together", "GET"), 0)
+        self.assertEqual(r.entry("/index.html", "GET")["total_content_length"],
+                         50 * len("<html><body>hello from nginx</body></html>\n"))
+        self.assertEqual(r.failures("/bin/anything", "POST"), 0)
+        self.assertEqual(r.failures("/bin/anything", "PUT"), 0)
+        self.assertEqual([f["error"] for f in r.data["failures"] if f["name"] == "/nope"],
+                         ["404 Client Error: Not Found for url: /nope"])
+        self.assertEqual(r.rc, 1)  # the 404
+
+    def test_h2c_prior_knowledge(self):
+        r = self.run_checks(one_shot(self.H2_CHECKS, attrs='http2 = "prior_knowledge"'),
+                            f"http://127.0.0.1:{self.nginx.h2c}")
+        self.check_h2_run(r)
+
+    def test_h2_by_alpn(self):
+        n = self.nginx
+        r = self.run_checks(one_shot(self.H2_CHECKS, attrs=f'http2 = true, ca_file = "{n.path("ca.pem")}"'),
+                            f"https://localhost:{n.https}")
+        self.check_h2_run(r)
+        # without verification, and with prior_knowledge (over TLS the same as true); requests
+        # made before the connection is up wait for it, then share it
+        self.run_checks(one_shot("""
+    local fns = {}
+    for i = 1, 10 do
+        fns[i] = function() return self.client:get("/index.html") end
+    end
+    local results, conns = cicada.gather(fns), {}
+    for i = 1, 10 do
+        check("insecure h2", results[i].http_version == "HTTP/2", tostring(results[i].error))
+        conns[results[i].headers["x-connection"] or "none"] = true
+    end
+    check("one connection", next(conns, next(conns)) == nil)
+""", attrs='http2 = "prior_knowledge", verify = false'), f"https://127.0.0.1:{n.https}", expect_rc=0)
+        # HTTP/1.1 unless asked: ALPN offers only http/1.1
+        self.run_checks(one_shot("""
+    local r = self.client:get("/index.html")
+    check("h1 by default", r.status_code == 200 and r.http_version == "HTTP/1.1", r.http_version)
+""", attrs="verify = false"), f"https://127.0.0.1:{n.https}", expect_rc=0)
+
+    def test_falls_back_to_http11(self):
+        n = self.nginx
+        script = lambda echo: one_shot("""
+    for i = 1, 5 do
+        local r = self.client:get("/index.html")
+        check("h1", r.status_code == 200 and r.http_version == "HTTP/1.1", tostring(r.http_version) .. " " .. tostring(r.error))
+    end
+    local results = cicada.gather({
+        function() return self.client:get("/index.html", { name = "together" }) end,
+        function() return self.client:get("/index.html", { name = "together" }) end,
+        function() return self.client:get("/index.html", { name = "together" }) end,
+    })
+    for i = 1, 3 do
+        check("together", results[i].status_code == 200 and results[i].http_version == "HTTP/1.1")
+    end
+    local d = self.client:post("ECHO", { body = "x=1" }):json()
+    check("body", d.body == "x=1" and d.headers["Content-Length"] == "3")
+""".replace("ECHO", echo), attrs="http2 = true, verify = false")
+        # a TLS server without HTTP/2 picks http/1.1 by ALPN
+        r = self.run_checks(script("/bin/anything"), f"https://127.0.0.1:{n.https11}", expect_rc=0)
+        self.assertEqual(r.count("together", "GET"), 3)
+        # http2 = true over plain HTTP stays HTTP/1.1 (h2c needs prior_knowledge)
+        r = self.run_checks(script("/anything").replace("/index.html", "/get"), self.bin.url,
+                            expect_rc=0)
+        self.assertEqual(r.count("together", "GET"), 3)
+
+    def test_goaway_moves_to_a_new_connection(self):
+        # this server ends a connection with GOAWAY after 10 requests: later requests, and
+        # concurrent streams it refused, go to new connections
+        r = self.run_checks(one_shot("""
+    local per = {}
+    for i = 1, 25 do
+        local r = self.client:get("/index.html")
+        check("sequential", r.status_code == 200, tostring(r.error))
+        local c = r.headers["x-connection"] or "none"
+        per[c] = (per[c] or 0) + 1
+    end
+    local n = 0
+    for _, count in pairs(per) do
+        n = n + 1
+        check("at most 10 per connection", count <= 10, tostring(count))
+    end
+    check("three connections", n == 3, tostring(n))
+    local fns = {}
+    for i = 1, 40 do
+        fns[i] = function() return self.client:get("/index.html", { name = "together" }) end
+    end
+    local results = cicada.gather(fns)
+    for i = 1, 40 do
+        check("together", results[i].status_code == 200, tostring(results[i].error))
+    end
+""", attrs='http2 = "prior_knowledge"'), f"http://127.0.0.1:{self.nginx.h2c_short}", expect_rc=0)
+        self.assertEqual(r.count("together", "GET"), 40)
+        self.assertEqual(r.failures("together", "GET"), 0)
+
+    def test_many_users(self):
+        # users come and go while their streams are in flight (the run ends under them)
+        r = self.cicada("--headless", "-u", "50", "-r", "500", "-t", "2",
+                        "-H", f"http://127.0.0.1:{self.nginx.h2c}", script="""
+local cicada = require "cicada"
+local U = cicada.HttpUser:extend("U", { http2 = "prior_knowledge" })
+U:task(function(self)
+    cicada.gather({
+        function() self.client:get("/index.html") end,
+        function() self.client:get("/big.txt") end,
+        function() self.client:get("/nope", { name = "404" }) end,
+    })
+end)
+return { U }
+""")
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertGreater(r.count("/index.html", "GET"), 50)
+        self.assertEqual(r.failures("/index.html", "GET"), 0, r.data["failures"][:3])
+        self.assertEqual(r.failures("/big.txt", "GET"), 0, r.data["failures"][:3])
+        self.assertEqual(r.failures("404", "GET"), r.count("404", "GET"))
+
+
+class Http2Faults(HttpTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = servers.h2_faults()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_every_fault_is_a_counted_failure(self):
+        m = self.srv.modes
+        r = self.cicada("--headless", "-u", "1", "-t", "30", "-H", self.srv.url, script=one_shot(f"""
+    check("ok", self.client:get("/").text == "hello")
+    for _, mode in ipairs({{ "rst", "refuse", "goaway", "garbage", "close_mid", "bad_status" }}) do
+        local urls = {{ rst = "{m['rst']}", refuse = "{m['refuse']}", goaway = "{m['goaway']}",
+                       garbage = "{m['garbage']}", close_mid = "{m['close_mid']}",
+                       bad_status = "{m['bad_status']}" }}
+        local r = self.client:get(urls[mode] .. "/", {{ name = mode }})
+        check(mode, r.status_code == 0 and r.error ~= nil, tostring(r.status_code))
+    end
+    -- a stalled stream times out alone: the others on its connection are answered
+    local alt = "{m['alternate']}/"
+    local results = cicada.gather({{
+        function() return self.client:get(alt, {{ name = "alternate", timeout = 0.5 }}) end,
+        function() return self.client:get(alt, {{ name = "alternate", timeout = 0.5 }}) end,
+        function() return self.client:get(alt, {{ name = "alternate", timeout = 0.5 }}) end,
+        function() return self.client:get(alt, {{ name = "alternate", timeout = 0.5 }}) end,
+    }})
+    local ok, timed_out = 0, 0
+    for i = 1, 4 do
+        if results[i].status_code == 200 then ok = ok + 1 end
+        if (results[i].error or ""):find("timed out") then timed_out = timed_out + 1 end
+    end
+    check("two answered", ok == 2, tostring(ok))
+    check("two timed out", timed_out == 2, tostring(timed_out))
+    check("the connection goes on", self.client:get(alt, {{ name = "after" }}).status_code == 200)
+""", attrs='http2 = "prior_knowledge"'))
+        self.assertEqual(r.rc, 1, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [])
+        self.assertEqual([f for f in r.data["failures"] if f["method"] == "check"], [])
+        errors = {f["name"]: f["error"] for f in r.data["failures"]}
+        expect = {
+            "rst": "reset the HTTP/2 stream: INTERNAL_ERROR",
+            "refuse": "REFUSED_STREAM",
+            "goaway": "ended the HTTP/2 connection: ENHANCE_YOUR_CALM (calm down)",
+            "garbage": "malformed response",
+            "close_mid": "closed the connection before the response was complete",
+            "bad_status": "malformed response",
+            "alternate": "read timed out",
+        }
+        for name, text in expect.items():
+            self.assertIn(name, errors, f"{name} was not a failure: {errors}")
+            self.assertIn(text, errors[name], name)
+        self.assertEqual(r.count("alternate", "GET"), 4)
+        self.assertEqual(r.failures("alternate", "GET"), 2)
+        self.assertEqual(r.failures("after", "GET"), 0)
+
+    def test_killed_users_cancel_their_streams(self):
+        # every other stream never gets an answer: the users wait until the run ends and
+        # kills them, which resets those streams
+        r = self.cicada("--headless", "-u", "5", "-r", "100", "-t", "1", "-H", self.srv.modes["alternate"],
+                        script="""
+local cicada = require "cicada"
+local U = cicada.HttpUser:extend("U", { http2 = "prior_knowledge" })
+U:task(function(self)
+    cicada.gather({
+        function() self.client:get("/", { name = "first" }) end,
+        function() self.client:get("/", { name = "second" }) end,
+    })
+end)
+return { U }
+""")
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.count("first", "GET"), 5)
+        self.assertEqual(r.failures("first", "GET"), 0)
+        self.assertEqual(r.count("second", "GET"), 0)  # cancelled: never recorded
 
 
 class DemoShop(HttpTest):

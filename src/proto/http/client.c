@@ -615,6 +615,11 @@ static void dispatch(struct http_pool *p)
     }
 }
 
+void http_pool_dispatch(struct http_pool *p)
+{
+    dispatch(p);
+}
+
 static void resolved(const struct cc_resolve_result *res, void *data)
 {
     struct http_pool *p = data;

@@ -122,6 +122,7 @@ void h1_send(struct http_conn *c, struct http_exchange *ex)
     ex->headers.len = ex->body.len = ex->reason.len = 0;
     ex->nheaders = 0;
     ex->body_bytes = ex->wire_bytes = 0;
+    ex->http2 = false;
     llhttp_reset(&c->parser);
     /* a failed write ends the connection, which h1_on_end then reports */
     cc_conn_write(&c->conn, ex->req.p, ex->req.len);

@@ -123,13 +123,13 @@ struct http_exchange {
     /* HTTP/2 (h2.c) */
     struct http_exchange *prev; /* in its connection's streams */
     int32_t stream_id;
-    bool http2;            /* sent on an HTTP/2 connection */
-    bool h2_final;         /* the final (non-1xx) response head is in */
-    bool h2_end;           /* the server ended the stream: the response is whole */
-    bool h2_reset;         /* the server reset the stream */
-    bool h2_retry;         /* refused unprocessed, or not started: to start again */
-    size_t req_sent;       /* body bytes handed to nghttp2 */
-    uint64_t progress_ns;  /* the stream's last sign of life, for its timeout */
+    bool http2;           /* sent on an HTTP/2 connection */
+    bool h2_final;        /* the final (non-1xx) response head is in */
+    bool h2_end;          /* the server ended the stream: the response is whole */
+    bool h2_reset;        /* the server reset the stream */
+    bool h2_retry;        /* refused unprocessed, or not started: to start again */
+    size_t req_sent;      /* body bytes handed to nghttp2 */
+    uint64_t progress_ns; /* the stream's last sign of life, for its timeout */
 };
 
 struct http_conn {
@@ -150,13 +150,14 @@ struct http_conn {
     uint8_t handles; /* handles whose close callback is pending */
 
     /* HTTP/2 (h2.c) */
-    bool h2_capable; /* opened by a pool that may speak HTTP/2: its queue waits for it */
-    bool is_h2;      /* HTTP/2 was agreed: |h2| drives it */
-    bool in_ng;      /* inside nghttp2: streams only move to |done| */
-    bool settling;   /* in h2's settle(): it flushes and completes */
-    bool goaway;     /* takes no new streams (GOAWAY, exhausted or silent); closes when empty */
-    uint32_t nstreams;    /* streams in |streams| */
-    uint32_t max_streams; /* the server's SETTINGS_MAX_CONCURRENT_STREAMS */
+    bool h2_capable;   /* opened by a pool that may speak HTTP/2: its queue waits for it */
+    bool is_h2;        /* HTTP/2 was agreed: |h2| drives it */
+    bool in_ng;        /* inside nghttp2: streams only move to |done| */
+    bool settling;     /* in h2's settle(): it flushes and completes */
+    bool goaway;       /* takes no new streams (GOAWAY, exhausted or silent); closes when empty */
+    uint32_t nstreams; /* streams in |streams| */
+    uint32_t max_streams;   /* the server's SETTINGS_MAX_CONCURRENT_STREAMS */
+    int32_t goaway_last_id; /* the last stream the server's GOAWAY said it processes */
     nghttp2_session *h2;
     struct http_exchange *streams;          /* open streams (ex->next, ex->prev) */
     struct http_exchange *done, *done_tail; /* ended streams, to complete outside nghttp2 */
@@ -199,7 +200,7 @@ struct http_vm {
     struct cc_resolver resolver;
     struct cc_tls_ctx *tls_verify, *tls_insecure; /* shared by sessions without client certs */
     struct cc_tls_ctx *tls_verify_h2, *tls_insecure_h2; /* the same, offering "h2" by ALPN */
-    struct http_conn *conns;                      /* every connection */
+    struct http_conn *conns;                            /* every connection */
     struct http_exchange *free_ex;
     uint32_t live_handles; /* connection handles not yet closed */
     /* HTTP/2, set up on first use (h2.c) */
@@ -253,6 +254,11 @@ void h2_cancel(struct http_conn *c, struct http_exchange *ex);
 /* conn_close() of an HTTP/2 connection: its streams fail, the session goes. */
 void h2_conn_closed(struct http_conn *c);
 void h2_vm_free(struct http_vm *hv);
+/* The HTTP/2 header list of |ex|'s request (read back from its HTTP/1.1 bytes, whose header
+ * names it lower-cases in place) into hv->h2_nv, valid until the next call: the pseudo-headers,
+ * then the headers less the connection-specific ones (Host becomes :authority). Returns the
+ * number of entries, or 0 when the request line cannot be read. */
+size_t h2_request_headers(struct http_vm *hv, const struct http_pool *p, struct http_exchange *ex);
 
 /* Response body decoding (gzip, deflate) into ex->body, honouring the caps. */
 int http_body_begin(struct http_exchange *ex, const char *content_encoding);
@@ -268,6 +274,8 @@ static inline void http_conn_touch(struct http_conn *c)
     c->active_ms = uv_now(c->timer.loop);
 }
 void http_conn_stop_timer(struct http_conn *c);
+/* Gives the queue of |p| to its connections, opening them as needed. */
+void http_pool_dispatch(struct http_pool *p);
 
 /* The Lua binding's completion: pushes the response on the fiber and resumes it (http_lua.c). */
 void http_lua_resume(struct http_exchange *ex);

@@ -20,7 +20,8 @@
 /* A response as Lua sees it: one allocation holding the fields and the bytes they point to. */
 struct response {
     int status;
-    int error; /* 0, or the negative code of a failure */
+    int error;  /* 0, or the negative code of a failure */
+    bool http2; /* it came over HTTP/2 */
     uint32_t nheaders;
     uint32_t headers_len; /* "name\0value\0" pairs */
     uint32_t reason_len;
@@ -78,6 +79,7 @@ static void push_response(lua_State *L, struct http_exchange *ex)
     struct response *r = lua_newuserdata(L, sizeof(*r) + hl + bl + rl + el + ul + 1);
     r->status = ex->error ? 0 : ex->status;
     r->error = ex->error;
+    r->http2 = ex->http2;
     r->nheaders = ex->error ? 0 : ex->nheaders;
     r->headers_len = ex->error ? 0 : (uint32_t)hl;
     r->body_len = bl;
@@ -282,6 +284,11 @@ static int l_response_index(lua_State *L)
         lua_pushnumber(L, (double)r->length);
     } else if (strcmp(k, "error_code") == 0) {
         lua_pushinteger(L, r->error);
+    } else if (strcmp(k, "http_version") == 0) {
+        if (r->http2)
+            lua_pushliteral(L, "HTTP/2");
+        else
+            lua_pushliteral(L, "HTTP/1.1");
     } else {
         /* methods written in Lua (json, raise_for_status, success, failure...) */
         luaL_getmetatable(L, RESPONSE_MT);
@@ -361,7 +368,8 @@ static char *opt_str(lua_State *L, int t, const char *k)
 }
 
 /* core.session{ connect_timeout=, timeout=, max_body=, verify=, ca_file=, cert_file=,
- * key_file=, max_conns=, source_addresses = { "127.0.0.2", ... } } */
+ * key_file=, max_conns=, source_addresses = { "127.0.0.2", ... },
+ * http2 = false | true | "prior_knowledge" } */
 static int l_session(lua_State *L)
 {
     struct cc_vm *vm = cc_vm_self;
@@ -395,6 +403,15 @@ static int l_session(lua_State *L)
     }
     lua_pop(L, 4);
     if (max_conns < 1) return luaL_error(L, "max_conns must be 1 or more");
+    lua_getfield(L, 1, "http2");
+    uint8_t http2 = HTTP2_OFF;
+    if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "prior_knowledge") == 0)
+        http2 = HTTP2_PRIOR;
+    else if (lua_isboolean(L, -1))
+        http2 = lua_toboolean(L, -1) ? HTTP2_ALPN : HTTP2_OFF;
+    else if (!lua_isnil(L, -1))
+        return luaL_error(L, "http2 must be false, true or \"prior_knowledge\"");
+    lua_pop(L, 1);
 
     struct http_settings set;
     http_settings_default(&set);
@@ -403,6 +420,7 @@ static int l_session(lua_State *L)
     set.max_body = max_body < 0 ? 0 : (uint64_t)max_body;
     set.max_conns = (uint32_t)max_conns;
     set.verify = verify;
+    set.http2 = http2;
     set.ca_file = opt_str(L, 1, "ca_file");
     set.cert_file = opt_str(L, 1, "cert_file");
     set.key_file = opt_str(L, 1, "key_file");
@@ -541,6 +559,7 @@ static int l_request(lua_State *L)
         http_buf_append(b, cl, (size_t)n);
     }
     http_buf_append(b, "\r\n", 2);
+    ex->req_head = (uint32_t)b->len; /* where HTTP/2 finds the body */
     if (body) http_buf_append(b, body, bl);
 
     bool done = false;
