@@ -30,7 +30,9 @@ local User = root("user", "User")
 local TaskSet = root("taskset", "TaskSet")
 local SequentialTaskSet = root("taskset", "SequentialTaskSet")
 SequentialTaskSet.__sequential = true
+local LoadTestShape = root("shape", "LoadTestShape")
 M.User, M.TaskSet, M.SequentialTaskSet = User, TaskSet, SequentialTaskSet
+M.LoadTestShape = LoadTestShape
 
 User.weight = 1
 User.fixed_count = 0
@@ -124,6 +126,7 @@ for _, r in ipairs({ User, TaskSet, SequentialTaskSet }) do
     r.extend = extend
     r.task = task
 end
+LoadTestShape.extend = extend
 
 function M.class_name(cls)
     return rawget(cls, "__name")

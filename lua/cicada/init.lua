@@ -19,6 +19,7 @@ local cicada = {
     constant = wait.constant,
     constant_pacing = wait.constant_pacing,
     constant_throughput = wait.constant_throughput,
+    ramping_arrival_rate = wait.ramping_arrival_rate,
 
     events = events,
 
@@ -113,8 +114,14 @@ cicada.log = {
     error = function(...) log("error", table.concat({ ... }, " ")) end,
 }
 
+-- Pass/fail criteria checked at the end of the run (exit code 3 when one fails); see
+-- lua/cicada/thresholds.lua and docs/load.md.
+function cicada.thresholds(spec)
+    return require("cicada.thresholds").declare(spec)
+end
+
 -- Protocol user classes load on first use: cicada.HttpUser is cicada.http's.
-local lazy = { HttpUser = "cicada.http" }
+local lazy = { HttpUser = "cicada.http", LoadTestShape = "cicada.shape", stages = "cicada.shape" }
 setmetatable(cicada, {
     __index = function(t, k)
         local mod = lazy[k]

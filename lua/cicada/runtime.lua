@@ -6,6 +6,7 @@
 local core = require "cicada.core"
 local cicada = require "cicada"
 local class = require "cicada.class"
+local wait = require "cicada.wait"
 local events = require "cicada.events"
 local signals = require "cicada.signals"
 
@@ -16,6 +17,7 @@ local is_signal, is_interrupt = signals.is_signal, signals.is_interrupt
 local StopUser, StopTest, Killed = signals.StopUser, signals.StopTest, signals.Killed
 local RescheduleTask, RescheduleTaskImmediately = signals.RescheduleTask, signals.RescheduleTaskImmediately
 local core_wait, core_stopping, STOP, KILL = core.wait, core.stopping, core.STOP, core.KILL
+local core_await_arrival = core.await_arrival
 local random, pick = math.random, class.pick
 
 local classes = {} -- the user classes this run spawns: {cls, name, weight, fixed_count, node}
@@ -182,6 +184,8 @@ end
 -- The body of every user's coroutine.
 local function user_main(self)
     local node = nodes[getmetatable(self)]
+    local pacing = wait.pacing[self.wait_time]
+    if pacing then core.set_pacing(pacing) end
     local ok, e = xpcall(self.on_start, handler, self)
     if ok then
         if core_stopping() then
@@ -198,12 +202,54 @@ local function user_main(self)
     call_on_stop(self, self)
 end
 
+-- One task, without the wait: an open-model iteration.
+local function run_once(inst, node, user)
+    local entry = next_task(inst, node)
+    local task = entry.fn
+    current_task = entry.name
+    if task then
+        task(inst)
+    else
+        local set = entry.set
+        local child = setmetatable({ user = user, parent = inst, client = user.client }, set)
+        run_set(child, entry.node or node_of_set(set), user, false)
+    end
+end
+
+-- The body of an open-model user: on_start, then one task per arrival until stopped.
+local function open_loop(self, node)
+    while true do
+        local r = core_await_arrival()
+        if r == STOP then error(StopUser, 0) end
+        if r == KILL then error(Killed, 0) end
+        local ok, e = xpcall(run_once, handler, self, node, self)
+        if not ok and e ~= RescheduleTask and e ~= RescheduleTaskImmediately then
+            if is_signal(e) and not is_interrupt(e) then error(e, 0) end
+            if not is_signal(e) then report(self, e) end
+        end
+    end
+end
+
+local function open_main(self)
+    local node = nodes[getmetatable(self)]
+    local ok, e = xpcall(self.on_start, handler, self)
+    if ok then
+        ok, e = pcall(open_loop, self, node)
+    elseif not is_signal(e) then
+        report(self, e)
+        return
+    end
+    if e == StopTest then core.stop_test() end
+    if not is_signal(e) then report(self, e) end
+    call_on_stop(self, self)
+end
+
 function rt.new_user(i)
-    local cls = classes[i].cls
-    local self = setmetatable({}, cls)
-    local construct = cls.__construct -- a base class's set-up of each user (HttpUser's client)
+    local c = classes[i]
+    local self = setmetatable({}, c.cls)
+    local construct = c.cls.__construct -- a base class's set-up of each user (HttpUser's client)
     if construct then construct(self) end
-    return coroutine.create(user_main), self
+    return coroutine.create(c.arrival and open_main or user_main), self
 end
 
 -- The body of a child fiber of cicada.gather.
@@ -264,14 +310,16 @@ local function find_classes(result)
     local found = {}
     if type(result) == "table" and not class.is_class(result) then
         for i, c in ipairs(result) do
-            if not class.is_class(c) or rawget(c, "__kind") ~= "user" then
-                error("the script returned a table whose entry " .. i .. " is not a user class", 0)
+            if not (class.is_class(c) and rawget(c, "__kind") == "shape") then -- see find_shape
+                if not class.is_class(c) or rawget(c, "__kind") ~= "user" then
+                    error("the script returned a table whose entry " .. i .. " is not a user class", 0)
+                end
+                found[#found + 1] = c
             end
-            found[#found + 1] = c
         end
         local keyed = {}
         for k, c in pairs(result) do
-            if type(k) == "string" then
+            if type(k) == "string" and not (class.is_class(c) and rawget(c, "__kind") == "shape") then
                 if not class.is_class(c) or rawget(c, "__kind") ~= "user" then
                     error("the script returned a table whose entry '" .. k .. "' is not a user class", 0)
                 end
@@ -317,6 +365,20 @@ local function check_class(c)
     if wt ~= nil and type(wt) ~= "function" then
         error(c.__defined_at .. ": wait_time must be a function, such as cicada.between(1, 2)", 0)
     end
+    local ar = c.arrival_rate
+    if ar ~= nil then
+        if type(ar) == "number" then
+            if not (ar > 0) then error(c.__defined_at .. ": arrival_rate must be above 0", 0) end
+        elseif type(ar) ~= "table" or ar.__arrival ~= "ramping" then
+            error(c.__defined_at .. ": arrival_rate is a number of iterations a second, or "
+                .. "cicada.ramping_arrival_rate{...}", 0)
+        end
+        local mu = c.max_users
+        if type(mu) ~= "number" or mu < 1 or mu ~= math.floor(mu) then
+            error(c.__defined_at .. ": an arrival_rate class needs max_users, the users that run "
+                .. "its iterations (a whole number of 1 or more)", 0)
+        end
+    end
     local w, fc = c.weight, c.fixed_count
     if type(w) ~= "number" or w < 0 then
         error(c.__defined_at .. ": weight must be a number of 0 or more", 0)
@@ -334,6 +396,111 @@ local function parse_options(src)
     return fn()
 end
 
+-- ---- thresholds ----------------------------------------------------------------------------
+
+local thresholds = require "cicada.thresholds"
+
+local function stats_of(name, method)
+    if name == nil then return env.stats.total end
+    return env.stats:get(name, method)
+end
+
+-- The command line's checks (as locust-plugins') are thresholds on the total.
+local function cli_checks(o)
+    local spec = {}
+    if o.check_fail_ratio and o.check_fail_ratio >= 0 then
+        spec[#spec + 1] = "fail_ratio <= " .. o.check_fail_ratio
+    end
+    if o.check_avg_response_time and o.check_avg_response_time >= 0 then
+        spec[#spec + 1] = "avg <= " .. o.check_avg_response_time
+    end
+    if o.check_rps and o.check_rps >= 0 then spec[#spec + 1] = "rps >= " .. o.check_rps end
+    if #spec > 0 then thresholds.declare({ total = spec }) end
+end
+
+function rt.has_thresholds()
+    return #thresholds.list > 0, (function()
+        for _, t in ipairs(thresholds.list) do
+            if t.abort then return true end
+        end
+        return false
+    end)()
+end
+
+-- Checks the thresholds; returns whether all held and one line per threshold checked.
+function rt.check_thresholds(final, elapsed)
+    local results, all = thresholds.check(stats_of, final, elapsed or 0)
+    local lines = {}
+    for i, r in ipairs(results) do
+        local t = r.threshold
+        local v = r.value == nil and "no requests" or string.format("%.6g", r.value)
+        lines[i] = string.format("%s  %s: %s (measured: %s)", r.ok and "PASS" or "FAIL", t.target,
+                                 t.text, v)
+    end
+    return all, table.concat(lines, "\n")
+end
+
+-- The load shape of the script: an instance of the first shape class it returns or defines.
+local shape
+local function find_shape(result)
+    local found
+    if type(result) == "table" and not class.is_class(result) then
+        for _, v in pairs(result) do
+            if type(v) == "table" and rawget(v, "__kind") == "shape" and not rawget(v, "abstract") then
+                found = found or v
+            end
+        end
+    end
+    if not found then
+        for _, c in ipairs(class.registry) do
+            if rawget(c, "__kind") == "shape" and not rawget(c, "abstract") then
+                found = c
+                break
+            end
+        end
+    end
+    if found then
+        if type(found.tick) ~= "function" then
+            error((rawget(found, "__defined_at") or "?") .. ": a load shape needs a tick() method", 0)
+        end
+        shape = setmetatable({}, found)
+    end
+end
+
+function rt.has_shape()
+    return shape ~= nil
+end
+
+function rt.shape_start()
+    shape:reset_time()
+end
+
+-- The shape's next step: users, spawn rate, and the allowed class indexes (or nil), or nothing
+-- when the test is to end.
+function rt.shape_tick()
+    local users, rate, classes_ = shape:tick()
+    if users == nil then return nil end
+    if type(users) ~= "number" or users < 0 then error("tick() returned a bad user count: " .. tostring(users), 0) end
+    rate = rate or users
+    if type(rate) ~= "number" or rate <= 0 then error("tick() returned a bad spawn rate: " .. tostring(rate), 0) end
+    local allowed
+    if classes_ ~= nil then
+        allowed = {}
+        for _, c in ipairs(classes_) do
+            local name = type(c) == "table" and rawget(c, "__name") or c
+            local found = false
+            for i, info in ipairs(classes) do
+                if info.name == name then
+                    allowed[#allowed + 1] = i - 1
+                    found = true
+                end
+            end
+            if not found then error("tick() names a user class that does not run: " .. tostring(name), 0) end
+        end
+    end
+    return math.floor(users), rate, allowed
+end
+
 function rt.load(path, cfg)
     math.randomseed(cfg.seed or os.time())
     env.role = cfg.role
@@ -341,6 +508,7 @@ function rt.load(path, cfg)
     env.threads = cfg.threads
     env.host = cfg.host
     env.parsed_options = parse_options(cfg.options)
+    if cfg.role == "control" then cli_checks(env.parsed_options) end
     filter = { tags = words(cfg.tags), exclude = words(cfg.exclude_tags),
                equal_weights = env.parsed_options.equal_weights }
 
@@ -356,6 +524,7 @@ function rt.load(path, cfg)
     if not ok then error(result, 0) end
 
     local found = find_classes(result)
+    find_shape(result)
     for _, c in ipairs(found) do
         all_names[#all_names + 1] = c.__name
     end
@@ -391,10 +560,13 @@ function rt.load(path, cfg)
                     .. "(or mark it abstract = true if it is only meant to be extended)", 0)
             end
             core.log("warning", c.__name .. " has no tasks left after tag filtering; it will not run")
-        elseif c.weight > 0 or c.fixed_count > 0 then
+        elseif c.weight > 0 or c.fixed_count > 0 or c.arrival_rate then
             nodes[c] = node
-            classes[#classes + 1] = { cls = c, name = c.__name, node = node,
-                                      weight = c.weight, fixed_count = c.fixed_count }
+            local arrival = c.arrival_rate
+            classes[#classes + 1] = { cls = c, name = c.__name, node = node, arrival = arrival,
+                                      weight = c.weight,
+                                      -- an open-model class is a pool of max_users users
+                                      fixed_count = arrival and c.max_users or c.fixed_count }
         end
     end
     if #classes == 0 then
@@ -407,11 +579,12 @@ function rt.no_class_reason()
     return no_class_reason or "No User class found!"
 end
 
--- {name, weight, fixed_count} of each class, in spawn order.
+-- {name, weight, fixed_count, arrival} of each class, in spawn order; arrival is the rate
+-- of an open-model class ({start_rate, stages} when it ramps).
 function rt.classes_info()
     local out = {}
     for i, c in ipairs(classes) do
-        out[i] = { name = c.name, weight = c.weight, fixed_count = c.fixed_count }
+        out[i] = { name = c.name, weight = c.weight, fixed_count = c.fixed_count, arrival = c.arrival }
     end
     return out
 end

@@ -35,11 +35,15 @@ function M.constant(s)
     end
 end
 
+-- The pacing period of a wait_time function made by constant_pacing or constant_throughput,
+-- by which cicada also measures responses from their intended start.
+M.pacing = setmetatable({}, { __mode = "k" })
+
 -- Starts a task every |s| seconds per user: waits what is left of |s| after the task ran,
 -- nothing if the task took longer. The state is kept on the user (or task set).
 function M.constant_pacing(s)
     check_number(s, "constant_pacing: the pacing", 2)
-    return function(self)
+    local fn = function(self)
         local now = M.clock()
         local last_run = rawget(self, "_cp_last_run") or now
         local last_wait = rawget(self, "_cp_last_wait_time") or 0
@@ -50,6 +54,8 @@ function M.constant_pacing(s)
         rawset(self, "_cp_last_run", now)
         return w
     end
+    M.pacing[fn] = s
+    return fn
 end
 
 -- Runs tasks at most |n| times a second per user: constant_pacing(1 / n).
@@ -58,6 +64,24 @@ function M.constant_throughput(n)
         error("constant_throughput: the rate must be a number above 0", 2)
     end
     return M.constant_pacing(1 / n)
+end
+
+-- The open model: iterations start at |rate| per second, whatever the responses do.
+-- cicada.ramping_arrival_rate{ start_rate = 0, stages = { { duration = 30, rate = 100 }, ... } }
+-- moves the rate linearly to each stage's rate over its duration (seconds), then holds the last.
+function M.ramping_arrival_rate(spec)
+    if type(spec) ~= "table" or type(spec.stages) ~= "table" or #spec.stages == 0 then
+        error("ramping_arrival_rate: give { start_rate =, stages = { { duration =, rate = }, ... } }", 2)
+    end
+    local start = spec.start_rate or 0
+    check_number(start, "ramping_arrival_rate: start_rate", 2)
+    for i, st in ipairs(spec.stages) do
+        if type(st.duration) ~= "number" or st.duration <= 0 then
+            error("ramping_arrival_rate: stage " .. i .. " needs a duration above 0", 2)
+        end
+        check_number(st.rate, "ramping_arrival_rate: stage " .. i .. "'s rate", 2)
+    end
+    return { __arrival = "ramping", start_rate = start, stages = spec.stages }
 end
 
 return M

@@ -3,6 +3,7 @@
 #include "core/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -12,6 +13,28 @@
 static enum cc_log_level min_level = CC_LOG_INFO;
 static FILE *log_file; /* NULL: stderr */
 static char hostname[64];
+static cc_log_hook_cb *_Atomic log_hook;
+
+static _Atomic bool status_shown; /* a status line without its newline is on the terminal */
+
+void cc_status_clear(void)
+{
+    if (!status_shown) return;
+    flockfile(stderr);
+    fputs("\r\033[K", stderr);
+    status_shown = false;
+    funlockfile(stderr);
+}
+
+void cc_status(const char *line)
+{
+    flockfile(stderr);
+    fputs("\r\033[K", stderr);
+    if (line) fputs(line, stderr);
+    fflush(stderr);
+    status_shown = line != NULL;
+    funlockfile(stderr);
+}
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"};
 
@@ -72,17 +95,29 @@ void cc_log(enum cc_log_level level, const char *module, const char *fmt, ...)
     }
     va_end(ap2);
     size_t len = (size_t)n + (size_t)m;
+    cc_log_hook_cb *hook = atomic_load(&log_hook);
+    if (hook) {
+        buf[len] = '\0';
+        hook(buf, len);
+    }
     buf[len++] = '\n';
     FILE *f = log_file ? log_file : stderr;
+    if (f == stderr) cc_status_clear();
     fwrite(buf, 1, len, f);
     fflush(f);
     if (buf != line) cc_free(buf);
+}
+
+void cc_log_set_hook(cc_log_hook_cb *cb)
+{
+    atomic_store(&log_hook, cb);
 }
 
 void cc_console(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    cc_status_clear();
     flockfile(stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);

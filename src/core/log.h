@@ -19,8 +19,23 @@ int cc_log_parse_level(const char *s);
 bool cc_log_enabled(enum cc_log_level level);
 
 void cc_log(enum cc_log_level level, const char *module, const char *fmt, ...) CC_PRINTF(3, 4);
+/*
+ * A hook that sees every log line written (without its newline; |len| bytes, NUL-terminated),
+ * for the web UI's Logs tab. It is called from whichever thread logs, so it must be thread
+ * safe, and it must not log. NULL removes it.
+ */
+typedef void cc_log_hook_cb(const char *line, size_t len);
+void cc_log_set_hook(cc_log_hook_cb *cb);
+
 /* One unformatted line on stderr (the console tables). */
 void cc_console(const char *fmt, ...) CC_PRINTF(1, 2);
+/*
+ * Shows |line| as the live status line at the bottom of a terminal (stderr), replacing the
+ * last one; NULL clears it. Log lines and tables written meanwhile clear it first.
+ */
+void cc_status(const char *line);
+/* Clears the status line if one is shown (before writing to stderr otherwise). */
+void cc_status_clear(void);
 
 #define cc_debug(mod, ...) cc_log(CC_LOG_DEBUG, mod, __VA_ARGS__)
 #define cc_info(mod, ...)  cc_log(CC_LOG_INFO, mod, __VA_ARGS__)

@@ -23,6 +23,7 @@ enum cc_msg_type {
     CC_MSG_SWAP,       /* hand over the active stats shard */
     CC_MSG_SHARD_BACK, /* p: the shard, merged and cleared */
     CC_MSG_SHARED,     /* p: cicada.shared serialised (owned by the message) */
+    CC_MSG_ARRIVAL,    /* a: class, d: the open-model iterations per second this thread starts */
     CC_MSG_SET_HOST,   /* p: the host every user class targets now (owned by the message) */
     CC_MSG_QUIT,       /* close the Lua state and end the thread */
     /* worker -> control */

@@ -72,6 +72,15 @@ static const struct opt_def defs[] = {
     {"json", 0, T_FLAG, OFF(json), false, NULL, "print the final statistics as JSON on stdout"},
     {"json-file", 0, T_STR, OFF(json_file), false, "FILE",
      "write the final statistics as JSON to FILE"},
+    {"json-stream", 0, T_STR, OFF(json_stream), false, "FILE",
+     "write one JSON line of statistics every second to FILE"},
+    {"check-fail-ratio", 0, T_DOUBLE, OFF(check_fail_ratio), false, "RATIO",
+     "fail the run (exit code 3) if the failure ratio ends above RATIO (0 to 1); failures "
+     "alone then do not fail it"},
+    {"check-avg-response-time", 0, T_DOUBLE, OFF(check_avg_response_time), false, "MS",
+     "fail the run (exit code 3) if the average response time ends above MS"},
+    {"check-rps", 0, T_DOUBLE, OFF(check_rps), false, "RPS",
+     "fail the run (exit code 3) if the requests per second end below RPS"},
     {"loglevel", 'L', T_STR, OFF(loglevel), false, "LEVEL",
      "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)"},
     {"logfile", 0, T_STR, OFF(logfile), false, "FILE", "write the log to FILE, not stderr"},
@@ -97,6 +106,9 @@ void cc_options_defaults(struct cc_options *o)
     o->spawn_rate = -1;
     o->exit_code_on_error = 1;
     o->autoquit = -1;
+    o->check_fail_ratio = -1;
+    o->check_avg_response_time = -1;
+    o->check_rps = -1;
     o->web_host = cc_xstrdup("127.0.0.1");
     o->web_port = 8089;
 }

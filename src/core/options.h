@@ -26,7 +26,11 @@ struct cc_options {
     char *web_auth; /* user:password for the web UI, or NULL */
     char *tls_cert; /* HTTPS for the web UI */
     char *tls_key;
-    char *html; /* write the HTML report to this file */
+    char *html;                     /* write the HTML report to this file */
+    char *json_stream;              /* a JSON line of statistics every second to this file */
+    double check_fail_ratio;        /* pass/fail checks (as locust-plugins); -1: none */
+    double check_avg_response_time; /* ms */
+    double check_rps;
     bool list;
     bool show_task_ratio;
     bool show_task_ratio_json;

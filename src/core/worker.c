@@ -65,8 +65,13 @@ static void handle(struct cc_worker *w, const struct cc_msg *m)
     case CC_MSG_STOP_USERS:
         cc_vm_stop_users(vm, (uint32_t)m->a, (uint32_t)m->b, m->d > 0);
         break;
+    case CC_MSG_ARRIVAL:
+        cc_vm_set_arrival_rate(vm, (uint32_t)m->a, m->d);
+        break;
     case CC_MSG_STOP_ALL:
     case CC_MSG_KILL_ALL:
+        for (uint32_t c = 0; vm->arrivals && c < vm->nclasses; c++)
+            cc_vm_set_arrival_rate(vm, c, 0); /* no new iteration while stopping */
         w->stopping_all = true;
         cc_vm_stop_all(vm, m->type == CC_MSG_STOP_ALL && m->d > 0);
         users_changed(vm);

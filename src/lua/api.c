@@ -4,6 +4,7 @@
 #include "lua/gather.h"
 #include "lua/vm.h"
 #include "core/log.h"
+#include "core/options.h"
 #include "proto/registry.h"
 
 #include <lauxlib.h>
@@ -115,7 +116,32 @@ static int l_record(lua_State *L)
     if (!vm->rec) return luaL_error(L, "requests cannot be recorded on this thread");
     uint64_t ns = ms > 0 ? (uint64_t)(ms * 1e6 + 0.5) : 0;
     const struct cc_ikey *key = cc_recorder_key(vm->rec, type, tl, name, nl);
-    cc_recorder_request(vm->rec, key, ns, len > 0 ? (uint64_t)len : 0, err, el);
+    cc_vm_record(vm, key, ns, len > 0 ? (uint64_t)len : 0, err, el);
+    return 0;
+}
+
+/* core.await_arrival(): an open-model user waits for its next iteration. Returns core.STOP
+ * at once when the user is to stop. */
+static int l_await_arrival(lua_State *L)
+{
+    struct cc_fiber *f = cc_fiber_check(L);
+    if (f->cls < 0) return luaL_error(L, "await_arrival: only users have arrivals");
+    if (f->stopping || f->killed) {
+        lua_pushlightuserdata(L, &stop_sentinel);
+        return 1;
+    }
+    lua_settop(L, 0);
+    return cc_fiber_await_arrival(L, f);
+}
+
+/* core.set_pacing(seconds): the calling user starts a task every |seconds|; its requests are
+ * also measured as if none were held back by a slow one (coordinated omission). */
+static int l_set_pacing(lua_State *L)
+{
+    struct cc_fiber *f = cc_fiber_check(L);
+    uint64_t ns = seconds_to_ns(L, 1);
+    f->intended = ns ? CC_INTENDED_PACING : CC_INTENDED_NONE;
+    f->intended_ns = ns;
     return 0;
 }
 
@@ -135,6 +161,24 @@ static int l_stop_test(lua_State *L)
     struct cc_vm *vm = vm_of(L);
     if (vm->hooks && vm->hooks->stop_test) vm->hooks->stop_test(vm);
     return 0;
+}
+
+/* core.user_count(): users running in the whole run (on a worker: on this thread). */
+static int l_user_count(lua_State *L)
+{
+    struct cc_vm *vm = vm_of(L);
+    uint32_t n = vm->hooks && vm->hooks->user_count ? vm->hooks->user_count(vm) : vm->users;
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+/* core.timespan("1h30m") -> seconds, or nil. */
+static int l_timespan(lua_State *L)
+{
+    double s = cc_parse_timespan(luaL_checkstring(L, 1));
+    if (s < 0) return 0;
+    lua_pushnumber(L, s);
+    return 1;
 }
 
 static int l_listener_error(lua_State *L)
@@ -208,6 +252,17 @@ static int l_stats(lua_State *L)
     }
     size_t nl, tl;
     const char *name = luaL_checklstring(L, 1, &nl);
+    if (lua_isnoneornil(L, 2)) { /* any type: the first entry of that name */
+        for (size_t i = 0; i < vm->agg->nentries; i++) {
+            const struct cc_entry *e = vm->agg->entries[i];
+            if (e->key->len[1] == nl && memcmp(e->key->part[1], name, nl) == 0 && e->count) {
+                push_entry(L, vm->agg, e);
+                return 1;
+            }
+        }
+        lua_pushnil(L);
+        return 1;
+    }
     const char *type = luaL_checklstring(L, 2, &tl);
     const char *p[2] = {type, name};
     size_t l[2] = {tl, nl};
@@ -227,7 +282,16 @@ static int l_percentile(lua_State *L)
     if (!vm->agg) return luaL_error(L, "statistics are only readable in environment-level code");
     double p = luaL_checknumber(L, 1);
     const struct cc_entry *e = &vm->agg->total;
-    if (!lua_isnoneornil(L, 2)) {
+    if (!lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) { /* by name, any type */
+        size_t nl;
+        const char *name = luaL_checklstring(L, 2, &nl);
+        e = NULL;
+        for (size_t i = 0; i < vm->agg->nentries && !e; i++) {
+            const struct cc_entry *x = vm->agg->entries[i];
+            if (x->key->len[1] == nl && memcmp(x->key->part[1], name, nl) == 0 && x->count) e = x;
+        }
+        if (!e) return 0;
+    } else if (!lua_isnoneornil(L, 2)) {
         size_t nl, tl;
         const char *name = luaL_checklstring(L, 2, &nl);
         const char *type = luaL_checklstring(L, 3, &tl);
@@ -249,8 +313,12 @@ static const luaL_Reg core_fns[] = {
     {"now", l_now},
     {"monotonic", l_monotonic},
     {"record", l_record},
+    {"await_arrival", l_await_arrival},
+    {"set_pacing", l_set_pacing},
     {"exception", l_exception},
     {"stop_test", l_stop_test},
+    {"user_count", l_user_count},
+    {"timespan", l_timespan},
     {"listener_error", l_listener_error},
     {"set_request_listeners", l_set_request_listeners},
     {"log", l_log},

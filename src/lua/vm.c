@@ -14,6 +14,9 @@ char cc_kill_sentinel;
 
 #define HEAP_NONE UINT32_MAX
 
+static struct cc_waiter arrival_waiter;
+static void idle_remove(struct cc_vm *vm, struct cc_fiber *f);
+
 /* ---- timer heap ------------------------------------------------------------------------- */
 
 static void heap_set(struct cc_vm *vm, size_t i, struct cc_fiber *f)
@@ -143,6 +146,7 @@ static struct cc_fiber *fiber_new(struct cc_vm *vm, lua_State *co, int ref, int3
 static void fiber_finish(struct cc_fiber *f)
 {
     struct cc_vm *vm = f->vm;
+    if (f->fresh && vm->arrivals) vm->arrivals[f->cls].fresh--;
     struct cc_fiber_list *l = list_of(vm, f);
     if (f->prev)
         f->prev->next = f->next;
@@ -322,6 +326,7 @@ void cc_fiber_kill(struct cc_fiber *f)
         arm_timer(vm);
         break;
     case CC_FIBER_WAITING:
+        if (f->waiter == &arrival_waiter) idle_remove(vm, f);
         if (f->waiter) f->waiter->cancel(f->waiter);
         f->waiter = NULL;
         break;
@@ -338,6 +343,128 @@ static void fiber_stop(struct cc_fiber *f, bool graceful)
         return;
     }
     f->stopping = 1;
+}
+
+/* ---- open-model arrivals --------------------------------------------------------------- */
+
+static void arrival_cb(uv_timer_t *t);
+
+static void arm_arrivals(struct cc_vm *vm)
+{
+    uint64_t next = UINT64_MAX;
+    for (uint32_t c = 0; vm->arrivals && c < vm->nclasses; c++) {
+        struct cc_arrival *a = &vm->arrivals[c];
+        if (a->rate <= 0) continue;
+        uint64_t at = a->t0_ns + (uint64_t)((double)(a->done + 1) * 1e9 / a->rate);
+        if (at < next) next = at;
+    }
+    if (next == UINT64_MAX || vm->closing) {
+        uv_timer_stop(&vm->arrival_timer);
+        vm->arrival_due_ns = 0;
+        return;
+    }
+    if (next == vm->arrival_due_ns && uv_is_active((uv_handle_t *)&vm->arrival_timer)) return;
+    vm->arrival_due_ns = next;
+    uint64_t due_ms = (next + 999999) / 1000000, now_ms = uv_now(vm->loop);
+    uv_timer_start(&vm->arrival_timer, arrival_cb, due_ms > now_ms ? due_ms - now_ms : 0, 0);
+}
+
+/* Starts every iteration that is due: on an idle user, or counted as dropped. */
+static void arrival_cb(uv_timer_t *t)
+{
+    struct cc_vm *vm = cc_container_of(t, struct cc_vm, arrival_timer);
+    uint64_t now = cc_now_ns();
+    for (uint32_t c = 0; vm->arrivals && c < vm->nclasses; c++) {
+        struct cc_arrival *a = &vm->arrivals[c];
+        while (a->rate > 0) {
+            /* the k-th arrival is due k / rate seconds after the rate was set */
+            uint64_t at = a->t0_ns + (uint64_t)((double)(a->done + 1) * 1e9 / a->rate);
+            if (at > now) break;
+            if (a->nidle == 0 && a->fresh) break; /* users still starting: they take it late */
+            a->done++;
+            if (a->nidle == 0) {
+                if (vm->rec) cc_recorder_dropped(vm->rec, c);
+                continue;
+            }
+            struct cc_fiber *f = a->idle[--a->nidle];
+            f->intended = CC_INTENDED_OPEN;
+            f->intended_ns = now - at;
+            f->waiter = NULL;
+            cc_fiber_resume(f, 0);
+        }
+    }
+    arm_arrivals(vm);
+}
+
+void cc_vm_set_arrival_rate(struct cc_vm *vm, uint32_t cls, double rate)
+{
+    CC_ASSERT(cls < vm->nclasses);
+    if (!vm->arrivals) vm->arrivals = cc_xcalloc(vm->nclasses, sizeof(*vm->arrivals));
+    struct cc_arrival *a = &vm->arrivals[cls];
+    if (rate == a->rate) return;
+    a->rate = rate;
+    a->t0_ns = cc_now_ns();
+    a->done = 0;
+    arm_arrivals(vm);
+}
+
+static void arrival_cancel(struct cc_waiter *w)
+{
+    (void)w; /* the fiber is removed from its idle list by cc_fiber_kill's caller below */
+}
+
+static struct cc_waiter arrival_waiter = {.cancel = arrival_cancel};
+
+static void idle_remove(struct cc_vm *vm, struct cc_fiber *f)
+{
+    if (!vm->arrivals || f->cls < 0) return;
+    struct cc_arrival *a = &vm->arrivals[f->cls];
+    for (size_t i = 0; i < a->nidle; i++)
+        if (a->idle[i] == f) {
+            a->idle[i] = a->idle[--a->nidle];
+            return;
+        }
+}
+
+int cc_fiber_await_arrival(lua_State *L, struct cc_fiber *f)
+{
+    struct cc_vm *vm = f->vm;
+    CC_ASSERT(f->cls >= 0);
+    if (!vm->arrivals) vm->arrivals = cc_xcalloc(vm->nclasses, sizeof(*vm->arrivals));
+    struct cc_arrival *a = &vm->arrivals[f->cls];
+    f->intended = CC_INTENDED_NONE;
+    if (f->fresh) {
+        f->fresh = 0;
+        a->fresh--;
+    }
+    cc_grow((void **)&a->idle, &a->idle_cap, a->nidle + 1, sizeof(*a->idle));
+    a->idle[a->nidle++] = f;
+    f->in_wait_time = 1; /* waiting for work: a graceful stop kills it at once */
+    int rc = cc_fiber_wait(L, f, &arrival_waiter);
+    if (rc >= 0) { /* a pending kill: not parked after all */
+        idle_remove(vm, f);
+        f->in_wait_time = 0;
+    }
+    return rc;
+}
+
+void cc_vm_record(struct cc_vm *vm, const struct cc_ikey *key, uint64_t ns, uint64_t length,
+                  const char *error, size_t error_len)
+{
+    cc_recorder_request(vm->rec, key, ns, length, error, error_len);
+    struct cc_fiber *f = vm->current;
+    if (!f || f->intended == CC_INTENDED_NONE) return;
+    if (f->intended == CC_INTENDED_OPEN) {
+        cc_recorder_intended(vm->rec, key, ns + f->intended_ns);
+        return;
+    }
+    /* pacing: the samples a stalled user could not take, as the ones it did */
+    uint64_t period = f->intended_ns;
+    cc_recorder_intended(vm->rec, key, ns);
+    unsigned n = 0;
+    for (uint64_t missed = ns > period ? ns - period : 0; period && missed >= period && n < 100000;
+         missed -= period, n++)
+        cc_recorder_intended(vm->rec, key, missed);
 }
 
 /* ---- Lua state -------------------------------------------------------------------------- */
@@ -409,6 +536,7 @@ int cc_vm_init(struct cc_vm *vm, uv_loop_t *loop, const struct cc_vm_opts *o,
     cc_vm_self = vm;
 
     uv_timer_init(loop, &vm->timer);
+    uv_timer_init(loop, &vm->arrival_timer);
     uv_idle_init(loop, &vm->idle);
     uv_prepare_init(loop, &vm->prepare);
     uv_prepare_start(&vm->prepare, prepare_cb);
@@ -505,7 +633,7 @@ void cc_vm_close(struct cc_vm *vm)
     for (int i = 0; i < CC_EXT_MAX; i++)
         if (vm->ext[i].close) vm->ext[i].close(vm, vm->ext[i].state);
     uv_handle_t *hs[] = {(uv_handle_t *)&vm->timer, (uv_handle_t *)&vm->idle,
-                         (uv_handle_t *)&vm->prepare};
+                         (uv_handle_t *)&vm->prepare, (uv_handle_t *)&vm->arrival_timer};
     vm->closing = (int)CC_ARRAY_LEN(hs);
     for (size_t i = 0; i < CC_ARRAY_LEN(hs); i++) {
         hs[i]->data = vm;
@@ -524,6 +652,10 @@ void cc_vm_release(struct cc_vm *vm)
     }
     if (vm->L) lua_close(vm->L);
     vm->L = NULL;
+    for (uint32_t c = 0; vm->arrivals && c < vm->nclasses; c++)
+        cc_free(vm->arrivals[c].idle);
+    cc_free(vm->arrivals);
+    vm->arrivals = NULL;
     cc_free(vm->lists);
     cc_free(vm->heap);
     cc_free(vm->ready);
@@ -548,6 +680,9 @@ void cc_vm_spawn(struct cc_vm *vm, uint32_t cls, uint32_t n)
         int ref = luaL_ref(L, LUA_REGISTRYINDEX);
         struct cc_fiber *f = fiber_new(vm, co, ref, (int32_t)cls);
         vm->users++;
+        if (!vm->arrivals) vm->arrivals = cc_xcalloc(vm->nclasses, sizeof(*vm->arrivals));
+        f->fresh = 1; /* counted until it first waits for an arrival (open-model classes) */
+        vm->arrivals[cls].fresh++;
         ready_push(vm, f); /* stays CC_FIBER_NEW until its first resume */
     }
     if (n && vm->hooks && vm->hooks->users_changed) vm->hooks->users_changed(vm);

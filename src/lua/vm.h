@@ -57,11 +57,33 @@ struct cc_fiber {
     uint8_t nres;         /* values a waker pushed for the next resume (a deferred wake) */
     uint32_t resumes;     /* resumes so far; a zero wait_time yields only if none came since */
     uint32_t resumes_at_wait;
-    uint64_t wake_ns; /* monotonic deadline while sleeping */
+    uint8_t intended;     /* CC_INTENDED_*: how its requests count from their intended start */
+    uint8_t fresh;        /* a user that has not yet waited for its first arrival */
+    uint64_t intended_ns; /* the open-model iteration's start delay, or the pacing period */
+    uint64_t wake_ns;     /* monotonic deadline while sleeping */
     struct cc_waiter *waiter;
     struct cc_fiber *prev, *next; /* the list of its class (or of system fibers) */
     void (*on_done)(struct cc_fiber *f, void *arg); /* system fibers: called when it ends */
     void *done_arg;
+};
+
+/* How a user's requests are also measured from when they were meant to start. */
+enum cc_intended {
+    CC_INTENDED_NONE,
+    CC_INTENDED_OPEN,   /* open model: each iteration's start delay is added (intended_ns) */
+    CC_INTENDED_PACING, /* pacing: a long response stands for the ones it held back, as
+                           HdrHistogram's recordValueWithExpectedInterval (period intended_ns) */
+};
+
+/* An open-model user class on this thread: iterations arrive at |rate| per second, each run by
+ * an idle user of the class, or dropped when none is idle. */
+struct cc_arrival {
+    double rate;    /* iterations per second this thread starts */
+    uint64_t t0_ns; /* when the current rate began */
+    uint64_t done;  /* arrivals since t0, started or dropped */
+    uint32_t fresh; /* users still in on_start: an arrival waits for them rather than drop */
+    struct cc_fiber **idle;
+    size_t nidle, idle_cap;
 };
 
 struct cc_fiber_list {
@@ -71,8 +93,9 @@ struct cc_fiber_list {
 
 /* What a vm tells its owner. Called from the loop, never from inside a resume. */
 struct cc_vm_hooks {
-    void (*users_changed)(struct cc_vm *vm); /* a user started or ended */
-    void (*stop_test)(struct cc_vm *vm);     /* a user raised StopTest */
+    void (*users_changed)(struct cc_vm *vm);  /* a user started or ended */
+    void (*stop_test)(struct cc_vm *vm);      /* a user raised StopTest */
+    uint32_t (*user_count)(struct cc_vm *vm); /* users running in the whole run (control) */
 };
 
 /*
@@ -118,6 +141,10 @@ struct cc_vm {
     bool listener_error;    /* a listener raised: exit code 2 unless failures decide it */
     int closing;            /* handles closed, waiting for their callbacks */
 
+    struct cc_arrival *arrivals; /* [class] open-model schedules; NULL until one is set */
+    uv_timer_t arrival_timer;
+    uint64_t arrival_due_ns;
+
     struct cc_agg *agg; /* control only: the statistics, for scripts that read them */
     struct cc_vm_ext ext[CC_EXT_MAX];
 };
@@ -162,6 +189,9 @@ void cc_vm_ext_set(struct cc_vm *vm, enum cc_vm_ext_slot slot, void *state,
 void cc_vm_spawn(struct cc_vm *vm, uint32_t cls, uint32_t n);
 /* Stops up to |n| users of class |cls|, most recently spawned first. */
 void cc_vm_stop_users(struct cc_vm *vm, uint32_t cls, uint32_t n, bool graceful);
+/* Sets the open-model arrival rate of class |cls| on this thread (0 stops arrivals). */
+void cc_vm_set_arrival_rate(struct cc_vm *vm, uint32_t cls, double rate);
+
 /* Stops every user: gracefully (finish the task in hand) or by killing them now. */
 void cc_vm_stop_all(struct cc_vm *vm, bool graceful);
 
@@ -192,6 +222,12 @@ int cc_fiber_sleep(lua_State *L, struct cc_fiber *f, uint64_t ns);
  * the fiber to resume on the next loop turn, so resumes never nest.
  */
 void cc_fiber_resume(struct cc_fiber *f, int nargs);
+/* Parks an open-model user until its next iteration arrives, and yields. */
+int cc_fiber_await_arrival(lua_State *L, struct cc_fiber *f);
+/* Records a request made by the running fiber: the statistics, and the intended-start
+ * histogram as the fiber measures it. */
+void cc_vm_record(struct cc_vm *vm, const struct cc_ikey *key, uint64_t ns, uint64_t length,
+                  const char *error, size_t error_len);
 /* Kills a fiber: its wait is cancelled and it resumes with the kill signal. */
 void cc_fiber_kill(struct cc_fiber *f);
 

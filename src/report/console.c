@@ -125,6 +125,51 @@ void cc_console_percentiles(FILE *f, const struct cc_agg *a, int name_width)
     funlockfile(f);
 }
 
+void cc_console_intended(FILE *f, const struct cc_agg *a, int name_width,
+                         const char *const *class_names, uint32_t nclasses)
+{
+    size_t n;
+    struct cc_entry **sorted = cc_agg_sorted(a, &n);
+    bool any = a->total.ihist.total > 0;
+    uint64_t dropped = 0;
+    for (size_t i = 0; i < a->dropped_cap; i++)
+        dropped += a->dropped[i];
+    if (!any && !dropped) {
+        cc_free(sorted);
+        return;
+    }
+    flockfile(f);
+    if (any) {
+        fprintf(f, "Response time percentiles from the intended start (coordinated omission "
+                   "corrected)\n");
+        fprintf(f, "%-*s %-*s", TYPE_WIDTH, "Type", name_width, "Name");
+        for (unsigned i = 0; i < CC_NPERCENTILES; i++)
+            fprintf(f, " %6s", cc_percentile_labels[i]);
+        fprintf(f, " %8s\n", "# samples");
+        for (size_t k = 0; k <= n; k++) {
+            const struct cc_entry *e = k < n ? sorted[k] : &a->total;
+            double v[CC_NPERCENTILES];
+            if (!cc_entry_intended_percentiles_ms(e, cc_percentiles, CC_NPERCENTILES, v)) continue;
+            fprintf(f, "%-*s %-*s", TYPE_WIDTH, e->key ? e->key->part[0] : "", name_width,
+                    e->key ? e->key->part[1] : "Aggregated");
+            for (unsigned i = 0; i < CC_NPERCENTILES; i++) {
+                char b[32];
+                cc_fmt_ms(b, sizeof(b), v[i]);
+                fprintf(f, " %6s", b);
+            }
+            fprintf(f, " %8llu\n", (unsigned long long)e->ihist.total);
+        }
+        fprintf(f, "\n");
+    }
+    for (size_t i = 0; i < a->dropped_cap && i < nclasses; i++)
+        if (a->dropped[i])
+            fprintf(f, "Dropped iterations of %s (no free user when they were due): %llu\n",
+                    class_names[i], (unsigned long long)a->dropped[i]);
+    if (dropped) fprintf(f, "\n");
+    funlockfile(f);
+    cc_free(sorted);
+}
+
 void cc_console_errors(FILE *f, const struct cc_agg *a, int name_width)
 {
     size_t n;

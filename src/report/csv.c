@@ -111,10 +111,8 @@ static FILE *rewrite(struct cc_csv *c, const char *suffix)
     return fopen(path, "w");
 }
 
-static void write_stats(struct cc_csv *c, const struct cc_agg *a)
+void cc_csv_stats(FILE *f, const struct cc_agg *a)
 {
-    FILE *f = rewrite(c, "stats");
-    if (!f) return;
     header(f, stats_cols, CC_ARRAY_LEN(stats_cols), true);
     percentile_header(f, false);
     size_t n;
@@ -123,6 +121,13 @@ static void write_stats(struct cc_csv *c, const struct cc_agg *a)
         stats_row(f, a, sorted[i]);
     cc_free(sorted);
     stats_row(f, a, &a->total);
+}
+
+static void write_stats(struct cc_csv *c, const struct cc_agg *a)
+{
+    FILE *f = rewrite(c, "stats");
+    if (!f) return;
+    cc_csv_stats(f, a);
     fclose(f);
 }
 
@@ -152,10 +157,8 @@ static void history_row(FILE *f, const struct cc_agg *a, const struct cc_entry *
     num(f, cc_entry_avg_bytes(e), 3, true);
 }
 
-static void write_failures(struct cc_csv *c, const struct cc_agg *a)
+void cc_csv_failures(FILE *f, const struct cc_agg *a)
 {
-    FILE *f = rewrite(c, "failures");
-    if (!f) return;
     header(f, failure_cols, CC_ARRAY_LEN(failure_cols), false);
     size_t n;
     struct cc_failure **fails = cc_agg_sorted_failures(a, &n);
@@ -169,13 +172,18 @@ static void write_failures(struct cc_csv *c, const struct cc_agg *a)
         num(f, fails[i]->last_s, 3, true);
     }
     cc_free(fails);
+}
+
+static void write_failures(struct cc_csv *c, const struct cc_agg *a)
+{
+    FILE *f = rewrite(c, "failures");
+    if (!f) return;
+    cc_csv_failures(f, a);
     fclose(f);
 }
 
-static void write_exceptions(struct cc_csv *c, const struct cc_agg *a)
+void cc_csv_exceptions(FILE *f, const struct cc_agg *a)
 {
-    FILE *f = rewrite(c, "exceptions");
-    if (!f) return;
     header(f, exception_cols, CC_ARRAY_LEN(exception_cols), false);
     size_t n;
     struct cc_exception **excs = cc_agg_sorted_exceptions(a, &n);
@@ -186,6 +194,13 @@ static void write_exceptions(struct cc_csv *c, const struct cc_agg *a)
         cc_csv_field(f, "local", true);
     }
     cc_free(excs);
+}
+
+static void write_exceptions(struct cc_csv *c, const struct cc_agg *a)
+{
+    FILE *f = rewrite(c, "exceptions");
+    if (!f) return;
+    cc_csv_exceptions(f, a);
     fclose(f);
 }
 

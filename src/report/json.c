@@ -46,6 +46,11 @@ static json_t *jstr(const char *s)
     return j ? j : json_string("");
 }
 
+json_t *cc_json_str(const char *s)
+{
+    return jstr(s);
+}
+
 static json_t *entry_json(const struct cc_agg *a, const struct cc_entry *e)
 {
     double v[CC_NPERCENTILES];
@@ -68,7 +73,51 @@ static json_t *entry_json(const struct cc_agg *a, const struct cc_entry *e)
     json_object_set_new(o, "failures_per_sec", json_real(cc_entry_total_fail_per_s(a, e)));
     json_object_set_new(o, "fail_ratio", json_real(cc_entry_fail_ratio(e)));
     json_object_set_new(o, "percentiles", p);
+    double iv[CC_NPERCENTILES];
+    if (cc_entry_intended_percentiles_ms(e, cc_percentiles, CC_NPERCENTILES, iv)) {
+        /* measured from when each request was meant to start (open model, pacing) */
+        json_t *ip = json_object();
+        for (unsigned i = 0; i < CC_NPERCENTILES; i++)
+            json_object_set_new(ip, pct_keys[i], json_real(iv[i]));
+        json_object_set_new(o, "intended_percentiles", ip);
+        json_object_set_new(o, "intended_samples", json_integer((json_int_t)e->ihist.total));
+    }
     return o;
+}
+
+char *cc_report_json_line(const struct cc_agg *a, double now_s, uint32_t users, const char *state)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "time", json_real(now_s));
+    json_object_set_new(root, "state", json_string(state));
+    json_object_set_new(root, "user_count", json_integer(users));
+    json_t *total = entry_json(a, &a->total);
+    json_object_set_new(total, "current_rps", json_real(cc_entry_current_rps(a, &a->total)));
+    json_object_set_new(total, "current_fail_per_sec",
+                        json_real(cc_entry_current_fail_per_s(a, &a->total)));
+    double p[2] = {0.5, 0.95}, v[2];
+    if (cc_entry_current_percentiles_ms(a, &a->total, p, 2, v)) {
+        json_object_set_new(total, "current_p50", json_real(v[0]));
+        json_object_set_new(total, "current_p95", json_real(v[1]));
+    }
+    json_object_set_new(root, "total", total);
+    json_t *stats = json_array();
+    size_t n;
+    struct cc_entry **sorted = cc_agg_sorted(a, &n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = entry_json(a, sorted[i]);
+        json_object_set_new(e, "current_rps", json_real(cc_entry_current_rps(a, sorted[i])));
+        json_object_set_new(e, "current_fail_per_sec",
+                            json_real(cc_entry_current_fail_per_s(a, sorted[i])));
+        json_array_append_new(stats, e);
+    }
+    cc_free(sorted);
+    json_object_set_new(root, "stats", stats);
+    char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+    json_decref(root);
+    char *out = cc_xstrdup(s ? s : "{}");
+    free(s);
+    return out;
 }
 
 char *cc_report_json(const struct cc_agg *a, const struct cc_run_info *run)
@@ -112,6 +161,12 @@ char *cc_report_json(const struct cc_agg *a, const struct cc_run_info *run)
     for (uint32_t i = 0; i < run->nclasses; i++)
         json_object_set_new(users, run->class_names[i], json_integer(run->class_users[i]));
     json_object_set_new(root, "user_count", users);
+    json_t *dropped = json_object();
+    for (uint32_t i = 0; i < run->nclasses && i < a->dropped_cap; i++)
+        if (a->dropped[i])
+            json_object_set_new(dropped, run->class_names[i],
+                                json_integer((json_int_t)a->dropped[i]));
+    json_object_set_new(root, "dropped_iterations", dropped);
     json_object_set_new(root, "start_time", json_real(run->start_s));
     json_object_set_new(root, "end_time", json_real(run->end_s));
 

@@ -23,6 +23,9 @@ int cc_console_name_width(void);
 void cc_console_stats(FILE *f, const struct cc_agg *a, bool current, int name_width);
 void cc_console_percentiles(FILE *f, const struct cc_agg *a, int name_width);
 void cc_console_errors(FILE *f, const struct cc_agg *a, int name_width);
+/* The percentiles from the intended start and the dropped iterations, when the run has any. */
+void cc_console_intended(FILE *f, const struct cc_agg *a, int name_width,
+                         const char *const *class_names, uint32_t nclasses);
 
 /* ---- CSV -------------------------------------------------------------------------------- */
 
@@ -39,6 +42,12 @@ void cc_csv_write(struct cc_csv *c, const struct cc_agg *a, uint32_t user_count,
                   bool history);
 void cc_csv_close(struct cc_csv *c);
 
+/* The contents of _stats.csv, _failures.csv and _exceptions.csv, written to |f| (the web UI's
+ * downloads). */
+void cc_csv_stats(FILE *f, const struct cc_agg *a);
+void cc_csv_failures(FILE *f, const struct cc_agg *a);
+void cc_csv_exceptions(FILE *f, const struct cc_agg *a);
+
 /* One CSV field, quoted when it must be (Python's csv.QUOTE_MINIMAL). */
 void cc_csv_field(FILE *f, const char *s, bool last);
 
@@ -51,7 +60,41 @@ struct cc_run_info {
     const uint32_t *class_users; /* live users per class at the end */
 };
 
+/* This second's statistics as one line of JSON (--json-stream); caller frees. */
+char *cc_report_json_line(const struct cc_agg *a, double now_s, uint32_t users, const char *state);
+
 /* The final results as one JSON object (see docs/statistics.md); caller frees. */
 char *cc_report_json(const struct cc_agg *a, const struct cc_run_info *run);
+
+struct json_t;
+/* A JSON string of |s| (new reference); bytes that are not UTF-8 become U+FFFD. */
+struct json_t *cc_json_str(const char *s);
+
+/* ---- HTML report (html.c) ------------------------------------------------------------------ */
+
+struct cc_runner;
+struct cc_runner_view;
+struct lua_State;
+
+/*
+ * The HTML report of the run |v| shows: one self-contained page (run information, request
+ * statistics, the percentile table, failures, exceptions, charts over time, the task ratio
+ * from |ratio_json|, which may be NULL). |download_link| adds a link to "?download=1" (the web
+ * UI's view). Returns the page (caller frees) and its length in |len|.
+ */
+char *cc_report_html(const struct cc_runner_view *v, const char *ratio_json, bool download_link,
+                     size_t *len);
+/* cc_report_html() for the run of |r| now, the ratio taken from its control Lua state. */
+char *cc_report_html_run(struct cc_runner *r, bool download_link, size_t *len);
+/* |tpl| with Locust's {u}, {r} and {t} replaced by users, spawn rate and run time (seconds,
+ * %g). Caller frees. */
+char *cc_report_html_path(const char *tpl, size_t users, double rate, double run_time);
+/* Writes the report of |r| to the file |path_template| names (--html). 0, or -1 after logging. */
+int cc_report_html_save(struct cc_runner *r, const char *path_template);
+/*
+ * The task ratio tree for |num_users| users as JSON ({"per_class": ..., "total": ...}), from
+ * the runtime of the control Lua state |L|; caller frees. NULL (after a warning) if it fails.
+ */
+char *cc_task_ratio_json(struct lua_State *L, long num_users);
 
 #endif

@@ -17,6 +17,12 @@ void cc_dispatch_init(struct cc_dispatch *d, uint32_t nclasses, const double *we
     d->count = cc_xcalloc(nclasses, sizeof(*d->count));
     d->wcount = cc_xcalloc((size_t)nclasses * nworkers, sizeof(*d->wcount));
     d->wtotal = cc_xcalloc(nworkers, sizeof(*d->wtotal));
+    d->allowed = cc_xmalloc(nclasses * sizeof(*d->allowed));
+    for (uint32_t c = 0; c < nclasses; c++)
+        d->allowed[c] = true;
+    d->by_class = cc_xcalloc(nclasses, sizeof(*d->by_class));
+    d->nby = cc_xcalloc(nclasses, sizeof(*d->nby));
+    d->capby = cc_xcalloc(nclasses, sizeof(*d->capby));
 }
 
 void cc_dispatch_release(struct cc_dispatch *d)
@@ -27,18 +33,24 @@ void cc_dispatch_release(struct cc_dispatch *d)
     cc_free(d->wcount);
     cc_free(d->wtotal);
     cc_free(d->log);
+    for (uint32_t c = 0; c < d->nclasses && d->by_class; c++)
+        cc_free(d->by_class[c]);
+    cc_free(d->by_class);
+    cc_free(d->nby);
+    cc_free(d->capby);
+    cc_free(d->allowed);
     memset(d, 0, sizeof(*d));
 }
 
 static int next_class(const struct cc_dispatch *d)
 {
     for (uint32_t c = 0; c < d->nclasses; c++)
-        if (d->fixed[c] && d->count[c] < d->fixed[c]) return (int)c;
+        if (d->allowed[c] && d->fixed[c] && d->count[c] < d->fixed[c]) return (int)c;
 
     double total_w = 0;
     uint64_t weighted = 0;
     for (uint32_t c = 0; c < d->nclasses; c++) {
-        if (d->fixed[c]) continue;
+        if (d->fixed[c] || !d->allowed[c]) continue;
         total_w += d->weight[c];
         weighted += d->count[c];
     }
@@ -47,7 +59,7 @@ static int next_class(const struct cc_dispatch *d)
     int best = -1;
     double best_gap = 0;
     for (uint32_t c = 0; c < d->nclasses; c++) {
-        if (d->fixed[c] || d->weight[c] <= 0) continue;
+        if (d->fixed[c] || d->weight[c] <= 0 || !d->allowed[c]) continue;
         double gap = (double)(weighted + 1) * d->weight[c] / total_w - (double)d->count[c];
         if (best < 0 || gap > best_gap + 1e-9) {
             best = (int)c;
@@ -77,20 +89,57 @@ bool cc_dispatch_add(struct cc_dispatch *d, struct cc_dispatch_entry *out)
     d->wcount[w * d->nclasses + cls]++;
     d->wtotal[w]++;
     cc_grow((void **)&d->log, &d->cap, d->nlog + 1, sizeof(*d->log));
-    d->log[d->nlog].cls = cls;
-    d->log[d->nlog].worker = w;
+    d->log[d->nlog] = (struct cc_dispatch_entry){.cls = cls, .worker = w};
+    cc_grow((void **)&d->by_class[cls], &d->capby[cls], d->nby[cls] + 1, sizeof(size_t));
+    d->by_class[cls][d->nby[cls]++] = d->nlog;
     *out = d->log[d->nlog++];
+    d->live++;
     return true;
+}
+
+static void take(struct cc_dispatch *d, size_t pos, struct cc_dispatch_entry *out)
+{
+    struct cc_dispatch_entry *e = &d->log[pos];
+    e->gone = true;
+    d->count[e->cls]--;
+    d->wcount[e->worker * d->nclasses + e->cls]--;
+    d->wtotal[e->worker]--;
+    d->live--;
+    *out = *e;
+    while (d->nlog && d->log[d->nlog - 1].gone) /* the log ends with a live entry */
+        d->nlog--;
 }
 
 bool cc_dispatch_remove(struct cc_dispatch *d, struct cc_dispatch_entry *out)
 {
-    if (d->nlog == 0) return false;
-    *out = d->log[--d->nlog];
-    d->count[out->cls]--;
-    d->wcount[out->worker * d->nclasses + out->cls]--;
-    d->wtotal[out->worker]--;
+    if (d->live == 0) return false;
+    size_t pos = d->nlog - 1; /* live: take() trims gone entries off the end */
+    uint32_t cls = d->log[pos].cls;
+    CC_ASSERT(d->nby[cls] && d->by_class[cls][d->nby[cls] - 1] == pos);
+    d->nby[cls]--;
+    take(d, pos, out);
     return true;
+}
+
+bool cc_dispatch_remove_class(struct cc_dispatch *d, uint32_t cls, struct cc_dispatch_entry *out)
+{
+    if (cls >= d->nclasses || d->nby[cls] == 0) return false;
+    size_t pos = d->by_class[cls][--d->nby[cls]];
+    take(d, pos, out);
+    return true;
+}
+
+void cc_dispatch_set_allowed(struct cc_dispatch *d, const bool *allowed)
+{
+    for (uint32_t c = 0; c < d->nclasses; c++)
+        d->allowed[c] = allowed ? allowed[c] : true;
+}
+
+int cc_dispatch_disallowed(const struct cc_dispatch *d)
+{
+    for (uint32_t c = 0; c < d->nclasses; c++)
+        if (!d->allowed[c] && d->count[c]) return (int)c;
+    return -1;
 }
 
 void cc_dispatch_clear(struct cc_dispatch *d)
@@ -98,5 +147,7 @@ void cc_dispatch_clear(struct cc_dispatch *d)
     memset(d->count, 0, d->nclasses * sizeof(*d->count));
     memset(d->wcount, 0, (size_t)d->nclasses * d->nworkers * sizeof(*d->wcount));
     memset(d->wtotal, 0, d->nworkers * sizeof(*d->wtotal));
+    memset(d->nby, 0, d->nclasses * sizeof(*d->nby));
     d->nlog = 0;
+    d->live = 0;
 }

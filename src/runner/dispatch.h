@@ -16,6 +16,7 @@
 struct cc_dispatch_entry {
     uint32_t cls;
     uint32_t worker;
+    bool gone; /* removed out of order (a class no longer allowed); skipped by LIFO removal */
 };
 
 struct cc_dispatch {
@@ -25,8 +26,12 @@ struct cc_dispatch {
     uint32_t *count;               /* [class] users assigned */
     uint32_t *wcount;              /* [worker * nclasses + class] */
     uint32_t *wtotal;              /* [worker] */
+    bool *allowed;                 /* [class] may get users (a load shape's stage may narrow it) */
     struct cc_dispatch_entry *log; /* assignments in order */
     size_t nlog, cap;
+    size_t live;       /* entries of the log not gone */
+    size_t **by_class; /* [class] positions in the log, in order, of its live users */
+    size_t *nby, *capby;
 };
 
 void cc_dispatch_init(struct cc_dispatch *d, uint32_t nclasses, const double *weight,
@@ -39,8 +44,16 @@ void cc_dispatch_clear(struct cc_dispatch *d);
 /* Users assigned now. */
 static inline size_t cc_dispatch_total(const struct cc_dispatch *d)
 {
-    return d->nlog;
+    return d->live;
 }
+
+/* Which classes may get users (NULL: all). A class no longer allowed keeps its users until
+ * cc_dispatch_remove_class() takes them. */
+void cc_dispatch_set_allowed(struct cc_dispatch *d, const bool *allowed);
+/* A class that has users but is not allowed any, or -1. */
+int cc_dispatch_disallowed(const struct cc_dispatch *d);
+/* Takes back the most recent user of class |cls| into *|out|; false when it has none. */
+bool cc_dispatch_remove_class(struct cc_dispatch *d, uint32_t cls, struct cc_dispatch_entry *out);
 
 /*
  * Assigns one more user: its class and worker in *|out|. Returns false when no class can take

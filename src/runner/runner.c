@@ -7,6 +7,7 @@
 #include "core/worker.h"
 #include "lua/vm.h"
 #include "report/report.h"
+#include "web/webui.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -32,13 +33,21 @@ enum state {
 static const char *const state_names[] = {"ready",    "ready",   "spawning", "running",
                                           "stopping", "stopped", "stopped",  "stopped"};
 
+/* The arrival rate of an open-model class: a constant, or stages it ramps through linearly. */
+struct arrival_spec {
+    bool open;
+    double start_rate;
+    size_t nstages;
+    double *duration, *rate; /* [stage] */
+};
+
 struct cc_runner {
     const struct cc_options *o;
     uv_loop_t loop;
     uv_async_t async;
     struct cc_mq inbox;
     uv_signal_t sigint, sigterm;
-    uv_timer_t tick_timer, spawn_timer, run_timer, stop_timer;
+    uv_timer_t tick_timer, spawn_timer, run_timer, stop_timer, shape_timer;
 
     struct cc_vm vm; /* the control thread's own Lua state */
     struct cc_recorder rec;
@@ -64,7 +73,8 @@ struct cc_runner {
     size_t target;
     double rate;
     uint64_t ramp_t0_ns;
-    size_t ramp_base;
+    size_t ramp_steps;    /* users added or removed since the ramp began */
+    uint32_t *batch_stop; /* [worker * nclasses + class]: users to stop in this batch */
     bool ramping;
     bool spawn_complete;
 
@@ -76,14 +86,27 @@ struct cc_runner {
     bool final_wanted; /* test_stop is done: collect everything once more, then quit */
     bool final_tick;   /* the interval being collected is the last */
     bool kill_sent;
-    bool quit;       /* end the run once the users have stopped */
-    bool headless;   /* no web UI: start at once, quit when the test ends */
-    double run_time; /* of the test that runs, seconds; 0: until stopped */
-    char *host;      /* the host a start set, or NULL */
+    bool quit;            /* end the run once the users have stopped */
+    bool headless;        /* no web UI: start at once, quit when the test ends */
+    double run_time;      /* of the test that runs, seconds; 0: until stopped */
+    char *host;           /* the host a start set, or NULL */
+    struct cc_webui *web; /* the web UI, unless headless */
+    bool *picked;         /* [class] the classes the web UI's form picked; NULL: all */
 
     struct cc_history_point *history; /* one point per interval of the current test */
     size_t history_n, history_cap;
-    uint32_t *test_counts; /* [class] users of the last test that stopped */
+    uint32_t *test_counts;        /* [class] users of the last test that stopped */
+    struct arrival_spec *arrival; /* [class] open-model arrival rates (NULL entries: closed) */
+    double *sent_rate;            /* [worker * nclasses + class] the rate a worker last got */
+    uv_timer_t arrival_timer;     /* re-rates ramping arrival rates once a second */
+    bool has_shape;               /* the script has a load shape: it sets users and rate */
+    bool abort_thresholds;        /* some threshold ends the run as soon as it fails */
+    bool thresholds_failed;       /* exit code 3 */
+    bool status_line;             /* show the live status line (stderr is a terminal) */
+    FILE *json_stream;            /* --json-stream */
+    long shape_users;             /* the shape's last step, to ramp only when it changes */
+    double shape_rate;
+    uint64_t shape_mask;
 
     struct cc_csv csv;
     bool periodic_table;
@@ -137,6 +160,7 @@ static void fire(struct cc_runner *r, const char *event, int user_count,
 
 static void after_final_tick(struct cc_runner *r);
 static void close_all(struct cc_runner *r);
+static void stop(struct cc_runner *r, const char *why, bool quit);
 static void request_shards(struct cc_runner *r);
 
 static void add_history(struct cc_runner *r, double now)
@@ -155,14 +179,58 @@ static void add_history(struct cc_runner *r, double now)
     };
 }
 
+/* The aborting thresholds, every interval: one that no longer holds ends the run. */
+static void check_thresholds(struct cc_runner *r)
+{
+    if (!r->abort_thresholds || r->state != ST_RUNNING) return;
+    lua_State *L = r->vm.L;
+    lua_pushboolean(L, 0);
+    lua_pushnumber(L, cc_wall_s() - r->start_s);
+    if (cc_vm_pcall(&r->vm, "check_thresholds", 2, 2) != 0) return;
+    bool ok = lua_toboolean(L, -2);
+    if (!ok) {
+        r->thresholds_failed = true;
+        cc_error("runner", "A threshold does not hold:\n%s", lua_tostring(L, -1));
+    }
+    lua_pop(L, 2);
+    if (!ok) stop(r, "Stopping: a threshold with abort = true does not hold", true);
+}
+
+/* The live status line on a terminal: elapsed and remaining time, users, rate, failures. */
+static void status_line(struct cc_runner *r, double now)
+{
+    if (!r->status_line || r->state != ST_RUNNING) return;
+    char line[256], left[32] = "";
+    double el = now - r->start_s;
+    if (r->run_time > 0) {
+        double rem = r->run_time - el;
+        if (rem < 0) rem = 0;
+        snprintf(left, sizeof(left), ", %02d:%02d left", (int)rem / 60, (int)rem % 60);
+    }
+    const struct cc_entry *t = &r->agg.total;
+    snprintf(line, sizeof(line), "%02d:%02d%s | %u users | %.1f req/s | %.2f%% failed",
+             (int)el / 60, (int)el % 60, left, live_users(r), cc_entry_current_rps(&r->agg, t),
+             cc_entry_fail_ratio(t) * 100);
+    cc_status(line);
+}
+
 static void tick_outputs(struct cc_runner *r)
 {
     double now = cc_wall_s();
     if (r->state == ST_RUNNING || r->state == ST_STOPPING) add_history(r, now);
+    if (r->json_stream && (r->state == ST_RUNNING || r->state == ST_STOPPING)) {
+        char *line = cc_report_json_line(&r->agg, now, live_users(r), state_names[r->state]);
+        fprintf(r->json_stream, "%s\n", line);
+        fflush(r->json_stream);
+        cc_free(line);
+    }
+    check_thresholds(r);
     if (r->csv.prefix) cc_csv_write(&r->csv, &r->agg, live_users(r), now, true);
     if (r->periodic_table && r->ticks % 2 == 0 && r->state == ST_RUNNING) {
+        cc_status_clear();
         cc_console_stats(stderr, &r->agg, true, r->name_width);
     }
+    status_line(r, now);
 }
 
 /* An interval is complete once every worker's shard is merged. */
@@ -208,6 +276,48 @@ static void tick_cb(uv_timer_t *t)
     request_shards(r);
 }
 
+/* ---- open-model arrivals ---------------------------------------------------------------- */
+
+/* The iterations per second class |c| starts |t| seconds into the test. */
+static double arrival_rate_at(const struct arrival_spec *a, double t)
+{
+    double from = a->start_rate;
+    if (a->nstages == 0) return from;
+    for (size_t i = 0; i < a->nstages; i++) {
+        if (t < a->duration[i]) return from + (a->rate[i] - from) * t / a->duration[i];
+        t -= a->duration[i];
+        from = a->rate[i];
+    }
+    return from;
+}
+
+/* Splits each open-model class's rate over the threads by their share of its pool of users
+ * (max_users): while the pool fills, the rate grows with it. */
+static void send_arrival_rates(struct cc_runner *r)
+{
+    if (!r->arrival || r->state != ST_RUNNING) return;
+    double t = cc_wall_s() - r->start_s;
+    for (uint32_t c = 0; c < r->nclasses; c++) {
+        const struct arrival_spec *a = &r->arrival[c];
+        if (!a->open) continue;
+        double rate = arrival_rate_at(a, t);
+        uint32_t total = r->fixed[c];
+        for (unsigned w = 0; w < r->nworkers; w++) {
+            uint32_t mine = r->dispatch.wcount[w * r->nclasses + c];
+            double share = total ? rate * mine / total : 0;
+            double *sent = &r->sent_rate[w * r->nclasses + c];
+            if (share == *sent) continue;
+            *sent = share;
+            to_worker(r, w, CC_MSG_ARRIVAL, c, 0, share, NULL);
+        }
+    }
+}
+
+static void arrival_tick(uv_timer_t *t)
+{
+    send_arrival_rates(cc_container_of(t, struct cc_runner, arrival_timer));
+}
+
 /* ---- spawning ------------------------------------------------------------------------------ */
 
 static void check_spawn_complete(struct cc_runner *r)
@@ -232,11 +342,11 @@ static void check_spawn_complete(struct cc_runner *r)
     }
 }
 
-static void send_batch(struct cc_runner *r, enum cc_msg_type type)
+static void send_batch(struct cc_runner *r, uint32_t *batch, enum cc_msg_type type)
 {
     for (unsigned w = 0; w < r->nworkers; w++) {
         for (uint32_t c = 0; c < r->nclasses; c++) {
-            uint32_t *n = &r->batch[w * r->nclasses + c];
+            uint32_t *n = &batch[w * r->nclasses + c];
             if (!*n) continue;
             to_worker(r, w, type, c, *n, r->o->stop_timeout, NULL);
             if (type == CC_MSG_SPAWN) r->spawns_sent[w]++;
@@ -245,50 +355,68 @@ static void send_batch(struct cc_runner *r, enum cc_msg_type type)
     }
 }
 
+/*
+ * One step of a ramp: the users of classes the stage no longer allows leave first, then users
+ * are added or removed (most recent first) towards the target. Returns false when there is
+ * nothing left to do.
+ */
+static bool ramp_one(struct cc_runner *r, bool *stuck)
+{
+    struct cc_dispatch_entry e;
+    int gone = cc_dispatch_disallowed(&r->dispatch);
+    if (gone >= 0) {
+        cc_dispatch_remove_class(&r->dispatch, (uint32_t)gone, &e);
+        r->batch_stop[e.worker * r->nclasses + e.cls]++;
+        return true;
+    }
+    size_t cur = cc_dispatch_total(&r->dispatch);
+    if (cur > r->target) {
+        cc_dispatch_remove(&r->dispatch, &e);
+        r->batch_stop[e.worker * r->nclasses + e.cls]++;
+        return true;
+    }
+    if (cur == r->target) return false;
+    if (!cc_dispatch_add(&r->dispatch, &e)) {
+        cc_warn("runner",
+                "Only %zu users can be spawned: the user classes allowed have a fixed_count "
+                "and they are all reached",
+                cur);
+        *stuck = true;
+        return false;
+    }
+    r->batch[e.worker * r->nclasses + e.cls]++;
+    return true;
+}
+
 static void spawn_cb(uv_timer_t *t)
 {
     struct cc_runner *r = cc_container_of(t, struct cc_runner, spawn_timer);
     double elapsed = (double)(cc_now_ns() - r->ramp_t0_ns) / 1e9;
-    size_t step = 1 + (size_t)(r->rate * elapsed); /* users that may have changed by now */
-    size_t cur = cc_dispatch_total(&r->dispatch);
-    struct cc_dispatch_entry e;
-    bool stuck = false;
-    if (cur < r->target) {
-        size_t want = CC_MIN(r->target, r->ramp_base + step);
-        for (; cur < want; cur++) {
-            if (!cc_dispatch_add(&r->dispatch, &e)) {
-                stuck = true;
-                cc_warn("runner",
-                        "Only %zu users can be spawned: every user class has a "
-                        "fixed_count and they are all reached",
-                        cur);
-                break;
-            }
-            r->batch[e.worker * r->nclasses + e.cls]++;
-        }
-        send_batch(r, CC_MSG_SPAWN);
-    } else if (cur > r->target) {
-        size_t want = r->ramp_base > step ? CC_MAX(r->target, r->ramp_base - step) : r->target;
-        for (; cur > want && cc_dispatch_remove(&r->dispatch, &e); cur--)
-            r->batch[e.worker * r->nclasses + e.cls]++;
-        send_batch(r, CC_MSG_STOP_USERS);
-    }
-    if (cur == r->target || stuck) {
+    size_t allowed = 1 + (size_t)(r->rate * elapsed); /* changes the rate allows by now */
+    bool stuck = false, more = true;
+    while (r->ramp_steps < allowed && (more = ramp_one(r, &stuck)))
+        r->ramp_steps++;
+    send_batch(r, r->batch_stop, CC_MSG_STOP_USERS);
+    send_batch(r, r->batch, CC_MSG_SPAWN);
+    send_arrival_rates(r); /* after the users: a thread's rate follows its share of them */
+    if (!more) {
         uv_timer_stop(&r->spawn_timer);
         r->ramping = false;
         check_spawn_complete(r);
     }
 }
 
-/* Ramps to |target| users at |rate| per second from the users assigned now. */
-static void ramp(struct cc_runner *r, size_t target, double rate)
+/* Ramps to |target| users at |rate| per second from the users assigned now; |allowed| (NULL:
+ * every class) narrows the classes that may have users. */
+static void ramp(struct cc_runner *r, size_t target, double rate, const bool *allowed)
 {
     r->target = target;
     r->rate = rate;
     r->ramp_t0_ns = cc_now_ns();
-    r->ramp_base = cc_dispatch_total(&r->dispatch);
+    r->ramp_steps = 0;
     r->ramping = true;
     r->spawn_complete = false;
+    cc_dispatch_set_allowed(&r->dispatch, allowed);
     cc_info("runner", "Ramping to %zu users at a rate of %.2f per second", target, rate);
     double period = 1000.0 / rate;
     uint64_t ms = period < SPAWN_MIN_MS ? SPAWN_MIN_MS : period > 1000 ? 1000 : (uint64_t)period;
@@ -353,6 +481,8 @@ static void stop(struct cc_runner *r, const char *why, bool quit)
     r->state = ST_STOPPING;
     uv_timer_stop(&r->spawn_timer);
     uv_timer_stop(&r->run_timer);
+    uv_timer_stop(&r->shape_timer);
+    uv_timer_stop(&r->arrival_timer);
     r->ramping = false;
     r->users_done = 0;
     bool graceful = r->o->stop_timeout > 0;
@@ -368,15 +498,33 @@ static void run_timer_cb(uv_timer_t *t)
     stop(r, "--run-time limit reached, shutting down", r->headless || r->o->autoquit >= 0);
 }
 
+/* The thresholds, checked on the final statistics and printed with their measured values. */
+static void final_thresholds(struct cc_runner *r)
+{
+    lua_State *L = r->vm.L;
+    lua_pushboolean(L, 1);
+    lua_pushnumber(L, r->end_s - r->start_s);
+    if (cc_vm_pcall(&r->vm, "check_thresholds", 2, 2) != 0) return;
+    const char *lines = lua_tostring(L, -1);
+    if (lines && *lines) cc_console("Thresholds\n%s\n", lines);
+    if (!lua_toboolean(L, -2)) r->thresholds_failed = true;
+    lua_pop(L, 2);
+}
+
 static void write_results(struct cc_runner *r)
 {
+    cc_status(NULL);
     if (r->csv.prefix) {
         cc_csv_write(&r->csv, &r->agg, live_users(r), r->end_s, true);
         cc_csv_close(&r->csv);
     }
     cc_console_stats(stderr, &r->agg, false, r->name_width);
     cc_console_percentiles(stderr, &r->agg, r->name_width);
+    cc_console_intended(stderr, &r->agg, r->name_width, (const char *const *)r->class_names,
+                        r->nclasses);
     cc_console_errors(stderr, &r->agg, r->name_width);
+    final_thresholds(r);
+    if (r->o->html) cc_report_html_save(r, r->o->html);
     if (!r->o->json && !r->o->json_file) return;
     struct cc_run_info info = {.start_s = r->start_s,
                                .end_s = r->end_s,
@@ -412,7 +560,11 @@ static int exit_code(struct cc_runner *r)
         lua_pop(L, 1);
         if (set) return code;
     }
-    if (r->agg.fail_keys.count || r->agg.exc_keys.count) return (int)r->o->exit_code_on_error;
+    if (r->thresholds_failed) return 3;
+    /* as locust-plugins: with --check-fail-ratio, the ratio decides, not every failure */
+    bool ratio_decides = r->o->check_fail_ratio >= 0;
+    if (r->agg.exc_keys.count || (r->agg.fail_keys.count && !ratio_decides))
+        return (int)r->o->exit_code_on_error;
     bool listener_error = r->vm.listener_error;
     for (unsigned w = 0; w < r->nworkers; w++)
         listener_error |= r->workers[w].vm.listener_error;
@@ -481,6 +633,55 @@ static void users_stopped(struct cc_runner *r)
 
 /* ---- starting -------------------------------------------------------------------------- */
 
+/* The load shape's tick, once a second: a new target when it changed, or the end. */
+static void shape_cb(uv_timer_t *t)
+{
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, shape_timer);
+    if (r->state != ST_RUNNING) {
+        uv_timer_stop(t);
+        return;
+    }
+    lua_State *L = r->vm.L;
+    int top = lua_gettop(L);
+    if (cc_vm_pcall(&r->vm, "shape_tick", 0, 3) != 0) {
+        uv_timer_stop(t);
+        r->vm.listener_error = true;
+        stop(r, "The load shape's tick() failed: stopping", r->headless);
+        return;
+    }
+    if (lua_isnil(L, -3)) {
+        lua_settop(L, top);
+        uv_timer_stop(t);
+        stop(r, "The load shape ended the test", r->headless);
+        return;
+    }
+    long users = (long)lua_tointeger(L, -3);
+    double rate = lua_tonumber(L, -2);
+    bool *allowed = NULL;
+    uint64_t mask = UINT64_MAX;
+    if (lua_istable(L, -1)) {
+        allowed = cc_xcalloc(r->nclasses + 1, sizeof(*allowed));
+        mask = 0;
+        for (int i = 1; i <= (int)lua_objlen(L, -1); i++) {
+            lua_rawgeti(L, -1, i);
+            lua_Integer c = lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            if (c >= 0 && (uint32_t)c < r->nclasses) {
+                allowed[c] = true;
+                mask |= 1ull << (c % 64);
+            }
+        }
+    }
+    lua_settop(L, top);
+    if (users != r->shape_users || rate != r->shape_rate || mask != r->shape_mask) {
+        r->shape_users = users;
+        r->shape_rate = rate;
+        r->shape_mask = mask;
+        ramp(r, (size_t)users, rate, allowed);
+    }
+    cc_free(allowed);
+}
+
 static void test_start_done(struct cc_fiber *f, void *arg)
 {
     (void)f;
@@ -501,7 +702,17 @@ static void test_start_done(struct cc_fiber *f, void *arg)
         cc_info("runner", "Run time limit set to %.0f seconds", r->run_time);
         uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)(r->run_time * 1000), 0);
     }
-    ramp(r, r->target, r->rate);
+    if (r->arrival) {
+        memset(r->sent_rate, 0, (size_t)r->nworkers * r->nclasses * sizeof(*r->sent_rate));
+        uv_timer_start(&r->arrival_timer, arrival_tick, 1000, 1000);
+    }
+    if (r->has_shape) {
+        cc_vm_pcall(&r->vm, "shape_start", 0, 0);
+        r->shape_users = -1;
+        uv_timer_start(&r->shape_timer, shape_cb, 0, 1000);
+        return;
+    }
+    ramp(r, r->target, r->rate, r->picked);
 }
 
 static void set_host(struct cc_runner *r, const char *host)
@@ -529,14 +740,15 @@ int cc_runner_swarm(struct cc_runner *r, long users, double rate, const char *ho
             r->run_time = run_time;
             uv_timer_start(&r->run_timer, run_timer_cb, (uint64_t)(run_time * 1000), 0);
         }
-        ramp(r, (size_t)users, rate);
+        ramp(r, (size_t)users, rate, r->picked);
         return 0;
     case ST_READY:
     case ST_STOPPED:
         break;
     default:
-        *err = cc_xstrdup(r->state == ST_STARTING ? "the test is starting"
-                                                  : "the test is stopping or over");
+        *err = cc_xstrdup(r->state == ST_STARTING  ? "the test is starting"
+                          : r->state == ST_LOADING ? "the script is still loading: try again"
+                                                   : "the test is stopping or over");
         return -1;
     }
     if (host && *host) set_host(r, host);
@@ -664,7 +876,13 @@ static void control_stop_test(struct cc_vm *vm)
     cc_mq_push(&r->inbox, &m);
 }
 
-static const struct cc_vm_hooks control_hooks = {.stop_test = control_stop_test};
+static uint32_t control_user_count(struct cc_vm *vm)
+{
+    return live_users(vm->owner);
+}
+
+static const struct cc_vm_hooks control_hooks = {.stop_test = control_stop_test,
+                                                 .user_count = control_user_count};
 
 /* ---- set-up and tear-down -------------------------------------------------------------- */
 
@@ -684,6 +902,34 @@ static void init_done(struct cc_fiber *f, void *arg)
         cc_worker_start(&r->workers[w]);
 }
 
+/* The arrival rate on top of |L| (a number, or {start_rate, stages}) for class |i|. */
+static void read_arrival(struct cc_runner *r, uint32_t i, lua_State *L)
+{
+    if (lua_isnil(L, -1)) return;
+    if (!r->arrival) r->arrival = cc_xcalloc(r->nclasses, sizeof(*r->arrival));
+    struct arrival_spec *a = &r->arrival[i];
+    a->open = true;
+    if (lua_isnumber(L, -1)) {
+        a->start_rate = lua_tonumber(L, -1);
+        return;
+    }
+    lua_getfield(L, -1, "start_rate");
+    a->start_rate = lua_tonumber(L, -1);
+    lua_getfield(L, -2, "stages");
+    a->nstages = lua_objlen(L, -1);
+    a->duration = cc_xcalloc(a->nstages + 1, sizeof(double));
+    a->rate = cc_xcalloc(a->nstages + 1, sizeof(double));
+    for (size_t k = 0; k < a->nstages; k++) {
+        lua_rawgeti(L, -1, (int)k + 1);
+        lua_getfield(L, -1, "duration");
+        a->duration[k] = lua_tonumber(L, -1);
+        lua_getfield(L, -2, "rate");
+        a->rate[k] = lua_tonumber(L, -1);
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 2);
+}
+
 static bool read_classes(struct cc_runner *r)
 {
     lua_State *L = r->vm.L;
@@ -700,7 +946,9 @@ static bool read_classes(struct cc_runner *r)
         r->weights[i] = lua_tonumber(L, -1);
         lua_getfield(L, -3, "fixed_count");
         r->fixed[i] = (uint32_t)lua_tointeger(L, -1);
-        lua_pop(L, 4);
+        lua_getfield(L, -4, "arrival");
+        read_arrival(r, i, L);
+        lua_pop(L, 5);
     }
     lua_pop(L, 1);
     return true;
@@ -776,6 +1024,8 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     uv_timer_init(&r->loop, &r->spawn_timer);
     uv_timer_init(&r->loop, &r->run_timer);
     uv_timer_init(&r->loop, &r->stop_timer);
+    uv_timer_init(&r->loop, &r->shape_timer);
+    uv_timer_init(&r->loop, &r->arrival_timer);
     uv_signal_init(&r->loop, &r->sigint);
     uv_signal_init(&r->loop, &r->sigterm);
     r->sigint.data = r->sigterm.data = r;
@@ -814,15 +1064,34 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
         r->vm.agg = &r->agg;
         code = early_exit(r);
         if (code < 0 && !read_classes(r)) code = 1;
+        if (code < 0 && cc_vm_pcall(&r->vm, "has_thresholds", 0, 2) == 0) {
+            r->abort_thresholds = lua_toboolean(r->vm.L, -1);
+            lua_pop(r->vm.L, 2);
+        }
+        if (code < 0 && o->json_stream && strcmp(o->json_stream, "-") == 0)
+            r->json_stream = stdout;
+        else if (code < 0 && o->json_stream && !(r->json_stream = fopen(o->json_stream, "w"))) {
+            fprintf(stderr, "cicada: cannot write %s\n", o->json_stream);
+            code = 1;
+        }
+        if (code < 0 && cc_vm_pcall(&r->vm, "has_shape", 0, 1) == 0) {
+            r->has_shape = lua_toboolean(r->vm.L, -1);
+            lua_pop(r->vm.L, 1);
+            if (r->has_shape && (o->users >= 0 || o->spawn_rate > 0))
+                cc_warn("main", "The script has a load shape: it sets the users and the spawn "
+                                "rate, so -u and -r are ignored");
+        }
     }
 
     if (code < 0) {
         r->headless = o->headless;
-        if (!o->headless) {
-            cc_warn("main", "this build of cicada has no web UI yet: running headless");
-            r->headless = true;
+        if (!o->headless && !(r->web = cc_webui_start(r, &r->loop, o, &err))) {
+            fprintf(stderr, "cicada: %s\n", err);
+            cc_free(err);
+            code = 1;
         }
         r->periodic_table = !o->only_summary && (r->headless || o->print_stats);
+        r->status_line = r->headless && !o->only_summary && isatty(STDERR_FILENO);
         if (o->csv) {
             if (cc_csv_open(&r->csv, o->csv, o->csv_full_history, &err) != 0) {
                 fprintf(stderr, "cicada: %s\n", err);
@@ -836,9 +1105,11 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
         cc_info("main", "Starting cicada %s", CC_VERSION);
         r->reported = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
         r->batch = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
+        r->batch_stop = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
         r->spawns_sent = cc_xcalloc(r->nworkers, sizeof(uint64_t));
         r->spawns_acked = cc_xcalloc(r->nworkers, sizeof(uint64_t));
         r->test_counts = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
+        r->sent_rate = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(double));
         cc_dispatch_init(&r->dispatch, r->nclasses, r->weights, r->fixed, r->nworkers);
         r->workers = cc_xcalloc(r->nworkers, sizeof(*r->workers));
         for (unsigned w = 0; w < r->nworkers; w++) {
@@ -867,6 +1138,7 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
 
     /* tear-down */
     if (r->vm.L) cc_vm_close(&r->vm);
+    cc_webui_free(r->web); /* runs the loop until the UI is closed: no Lua runs any more */
     cc_vm_release(&r->vm);
     uv_walk(&r->loop, close_walk, NULL);
     uv_run(&r->loop, UV_RUN_DEFAULT);
@@ -884,13 +1156,22 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     cc_free(r->fixed);
     cc_free(r->reported);
     cc_free(r->batch);
+    cc_free(r->batch_stop);
     cc_free(r->spawns_sent);
     cc_free(r->spawns_acked);
     cc_free(r->workers);
     cc_free(r->options_lua);
+    if (r->json_stream && r->json_stream != stdout) fclose(r->json_stream);
     cc_free(r->history);
     cc_free(r->test_counts);
+    cc_free(r->sent_rate);
+    for (uint32_t i = 0; r->arrival && i < r->nclasses; i++) {
+        cc_free(r->arrival[i].duration);
+        cc_free(r->arrival[i].rate);
+    }
+    cc_free(r->arrival);
     cc_free(r->host);
+    cc_free(r->picked);
     cc_free(r);
     return code;
 }
@@ -909,6 +1190,7 @@ void cc_runner_view(const struct cc_runner *r, struct cc_runner_view *v)
     v->start_s = r->start_s;
     v->end_s = r->end_s;
     v->run_time = r->run_time;
+    v->rate = r->rate;
     v->agg = &r->agg;
     v->history = r->history;
     v->history_n = r->history_n;
@@ -926,4 +1208,12 @@ uint32_t cc_runner_class_users(const struct cc_runner *r, uint32_t cls)
 lua_State *cc_runner_lua(struct cc_runner *r)
 {
     return r->vm.L;
+}
+
+int cc_runner_select_classes(struct cc_runner *r, const bool *picked)
+{
+    if (r->state != ST_READY && r->state != ST_STOPPED) return -1;
+    if (!r->picked) r->picked = cc_xcalloc(r->nclasses + 1, sizeof(*r->picked));
+    memcpy(r->picked, picked, r->nclasses * sizeof(*r->picked));
+    return 0;
 }

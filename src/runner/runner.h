@@ -34,6 +34,11 @@ void cc_runner_stop(struct cc_runner *r);
 void cc_runner_quit(struct cc_runner *r);
 /* Zeroes the statistics (and fires reset_stats). */
 void cc_runner_reset_stats(struct cc_runner *r);
+/*
+ * The classes the next test runs: |picked| (copied) has one flag per class. Only while no
+ * test runs (ready or stopped); returns 0, or -1 otherwise.
+ */
+int cc_runner_select_classes(struct cc_runner *r, const bool *picked);
 
 /* One point of the charts, taken every interval (about a second) of the current test. */
 struct cc_history_point {
@@ -56,6 +61,7 @@ struct cc_runner_view {
     const char *host;
     double start_s, end_s; /* of the current (or last) test; end 0 while it runs */
     double run_time;
+    double rate; /* the spawn rate of the current (or last) ramp */
     const struct cc_agg *agg;
     const struct cc_history_point *history;
     size_t history_n;

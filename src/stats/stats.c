@@ -19,9 +19,12 @@ void cc_shard_init(struct cc_shard *s)
 
 void cc_shard_release(struct cc_shard *s)
 {
-    for (size_t i = 0; i < s->cells_cap; i++)
+    for (size_t i = 0; i < s->cells_cap; i++) {
         cc_hist_release(&s->cells[i].hist);
+        cc_hist_release(&s->cells[i].ihist);
+    }
     cc_free(s->cells);
+    cc_free(s->dropped);
     cc_free(s->dirty);
     cc_free(s->fails);
     cc_free(s->fdirty);
@@ -50,8 +53,10 @@ void cc_shard_clear(struct cc_shard *s)
         c->dirty = false;
         c->key = NULL;
         cc_hist_clear(&c->hist);
+        cc_hist_clear(&c->ihist);
     }
     s->ndirty = 0;
+    if (s->dropped) memset(s->dropped, 0, s->dropped_cap * sizeof(*s->dropped));
     clear_counts(s->fails, s->fdirty, &s->nfdirty);
     clear_counts(s->excs, s->edirty, &s->nedirty);
 }
@@ -63,6 +68,7 @@ static void grow_cells(struct cc_shard *s, size_t need)
     for (size_t i = old; i < s->cells_cap; i++) {
         memset(&s->cells[i], 0, sizeof(s->cells[i]));
         cc_hist_init(&s->cells[i].hist);
+        cc_hist_init(&s->cells[i].ihist);
     }
 }
 
@@ -125,10 +131,8 @@ static const struct cc_ikey *bounded_key(struct cc_intern *t, const char **part,
     return cc_intern_get(t, part, len, nparts, h, NULL);
 }
 
-void cc_recorder_request(struct cc_recorder *r, const struct cc_ikey *key, uint64_t response_ns,
-                         uint64_t length, const char *error, size_t error_len)
+static struct cc_shard_cell *cell_of(struct cc_shard *s, const struct cc_ikey *key)
 {
-    struct cc_shard *s = r->shard;
     if (CC_UNLIKELY(key->id >= s->cells_cap)) grow_cells(s, key->id + 1);
     struct cc_shard_cell *c = &s->cells[key->id];
     if (CC_UNLIKELY(!c->dirty)) {
@@ -137,6 +141,30 @@ void cc_recorder_request(struct cc_recorder *r, const struct cc_ikey *key, uint6
         cc_grow((void **)&s->dirty, &s->dirty_cap, s->ndirty + 1, sizeof(*s->dirty));
         s->dirty[s->ndirty++] = key->id;
     }
+    return c;
+}
+
+void cc_recorder_intended(struct cc_recorder *r, const struct cc_ikey *key, uint64_t ns)
+{
+    cc_hist_record(&cell_of(r->shard, key)->ihist, ns);
+}
+
+void cc_recorder_dropped(struct cc_recorder *r, uint32_t cls)
+{
+    struct cc_shard *s = r->shard;
+    if (cls >= s->dropped_cap) {
+        size_t old = s->dropped_cap;
+        cc_grow((void **)&s->dropped, &s->dropped_cap, cls + 1, sizeof(*s->dropped));
+        memset(s->dropped + old, 0, (s->dropped_cap - old) * sizeof(*s->dropped));
+    }
+    s->dropped[cls]++;
+}
+
+void cc_recorder_request(struct cc_recorder *r, const struct cc_ikey *key, uint64_t response_ns,
+                         uint64_t length, const char *error, size_t error_len)
+{
+    struct cc_shard *s = r->shard;
+    struct cc_shard_cell *c = cell_of(s, key);
     c->count++;
     c->bytes += length;
     c->sum_ns += response_ns;
@@ -174,6 +202,7 @@ static void entry_init(struct cc_entry *e, const struct cc_ikey *key, bool windo
     memset(e, 0, sizeof(*e));
     e->key = key;
     cc_hist_init(&e->hist);
+    cc_hist_init(&e->ihist);
     if (window) {
         e->window = cc_xcalloc(CC_CURRENT_WINDOW, sizeof(*e->window));
         for (unsigned i = 0; i < CC_CURRENT_WINDOW; i++)
@@ -184,6 +213,7 @@ static void entry_init(struct cc_entry *e, const struct cc_ikey *key, bool windo
 static void entry_release(struct cc_entry *e)
 {
     cc_hist_release(&e->hist);
+    cc_hist_release(&e->ihist);
     if (e->window) {
         for (unsigned i = 0; i < CC_CURRENT_WINDOW; i++)
             cc_hist_release(&e->window[i]);
@@ -197,6 +227,7 @@ static void entry_reset(struct cc_entry *e)
     e->sum_ms = 0;
     e->last_s = 0;
     cc_hist_clear(&e->hist);
+    cc_hist_clear(&e->ihist);
     memset(e->ring_count, 0, sizeof(e->ring_count));
     memset(e->ring_fail, 0, sizeof(e->ring_fail));
     if (e->window)
@@ -228,6 +259,7 @@ void cc_agg_release(struct cc_agg *a)
     cc_intern_release(&a->exc_keys);
     cc_free(a->fails);
     cc_free(a->excs);
+    cc_free(a->dropped);
 }
 
 void cc_agg_reset(struct cc_agg *a, double now_s)
@@ -245,6 +277,7 @@ void cc_agg_reset(struct cc_agg *a, double now_s)
     a->fails_cap = a->excs_cap = 0;
     a->start_s = now_s;
     a->intervals = 0;
+    if (a->dropped) memset(a->dropped, 0, a->dropped_cap * sizeof(*a->dropped));
 }
 
 static unsigned slot(uint64_t interval)
@@ -294,6 +327,7 @@ static void add_cell(struct cc_agg *a, struct cc_entry *e, const struct cc_shard
     e->sum_ms += (double)c->sum_ns / 1e6;
     if (c->last_s > e->last_s) e->last_s = c->last_s;
     cc_hist_merge(&e->hist, &c->hist);
+    cc_hist_merge(&e->ihist, &c->ihist);
     e->ring_count[s] += (uint32_t)c->count;
     e->ring_fail[s] += (uint32_t)c->failures;
     if (e->window) cc_hist_merge(&e->window[a->intervals % CC_CURRENT_WINDOW], &c->hist);
@@ -301,6 +335,15 @@ static void add_cell(struct cc_agg *a, struct cc_entry *e, const struct cc_shard
 
 void cc_agg_merge(struct cc_agg *a, const struct cc_shard *s, unsigned worker)
 {
+    for (size_t i = 0; i < s->dropped_cap; i++) {
+        if (!s->dropped[i]) continue;
+        if (i >= a->dropped_cap) {
+            size_t old = a->dropped_cap;
+            cc_grow((void **)&a->dropped, &a->dropped_cap, i + 1, sizeof(*a->dropped));
+            memset(a->dropped + old, 0, (a->dropped_cap - old) * sizeof(*a->dropped));
+        }
+        a->dropped[i] += s->dropped[i];
+    }
     for (size_t i = 0; i < s->ndirty; i++) {
         const struct cc_shard_cell *c = &s->cells[s->dirty[i]];
         add_cell(a, entry_for(a, c->key), c);
@@ -366,6 +409,18 @@ void cc_entry_percentiles_ms(const struct cc_entry *e, const double *ps, size_t 
     cc_hist_values_at(&e->hist, ps, n, v);
     for (size_t i = 0; i < n; i++)
         out[i] = (double)v[i] / 1e6;
+}
+
+bool cc_entry_intended_percentiles_ms(const struct cc_entry *e, const double *ps, size_t n,
+                                      double *out)
+{
+    if (e->ihist.total == 0) return false;
+    uint64_t v[32];
+    CC_ASSERT(n <= CC_ARRAY_LEN(v));
+    cc_hist_values_at(&e->ihist, ps, n, v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (double)v[i] / 1e6;
+    return true;
 }
 
 double cc_entry_fail_ratio(const struct cc_entry *e)

@@ -33,6 +33,7 @@ struct cc_shard_cell {
     uint64_t sum_ns;           /* sum of response times */
     double last_s;             /* epoch of the last request */
     struct cc_hist hist;       /* response times */
+    struct cc_hist ihist;      /* response times from the intended start (open model, pacing) */
     bool dirty;                /* used in this interval; listed in dirty[] */
 };
 
@@ -59,6 +60,9 @@ struct cc_shard {
     size_t excs_cap;
     uint32_t *edirty;
     size_t nedirty, edirty_cap;
+
+    uint64_t *dropped; /* [user class] open-model iterations that found no free user */
+    size_t dropped_cap;
 };
 
 void cc_shard_init(struct cc_shard *s);
@@ -89,15 +93,24 @@ const struct cc_ikey *cc_recorder_key(struct cc_recorder *r, const char *type, s
 void cc_recorder_request(struct cc_recorder *r, const struct cc_ikey *key, uint64_t response_ns,
                          uint64_t length, const char *error, size_t error_len);
 
+/*
+ * Adds one sample to the entry's intended-start histogram: the response time counted from when
+ * the request was meant to start (open-model arrivals, pacing), for coordinated omission.
+ */
+void cc_recorder_intended(struct cc_recorder *r, const struct cc_ikey *key, uint64_t ns);
+/* Counts an open-model iteration of user class |cls| that found no free user. */
+void cc_recorder_dropped(struct cc_recorder *r, uint32_t cls);
+
 /* Counts one exception raised by user code. */
 void cc_recorder_exception(struct cc_recorder *r, const char *msg, size_t msg_len, const char *tb,
                            size_t tb_len);
 
 /* ---- control side ----------------------------------------------------------------------- */
 
-#define CC_RING           32 /* intervals of per-interval counts kept */
-#define CC_CURRENT_WINDOW 10 /* intervals (about seconds) behind "current" rates and percentiles   \
-                              */
+#define CC_RING 32 /* intervals of per-interval counts kept */
+#define CC_CURRENT_WINDOW                                                                          \
+    10 /* intervals (about seconds) behind "current" rates and percentiles                         \
+        */
 
 struct cc_entry {
     const struct cc_ikey *key; /* (type, name); NULL for the Aggregated total */
@@ -107,6 +120,7 @@ struct cc_entry {
     double sum_ms;
     double last_s; /* epoch of the last request, 0 before the first */
     struct cc_hist hist;
+    struct cc_hist ihist;         /* from the intended start; empty unless the run measures it */
     uint32_t ring_count[CC_RING]; /* requests per interval, by interval number % CC_RING */
     uint32_t ring_fail[CC_RING];
     struct cc_hist *window; /* CC_CURRENT_WINDOW interval histograms, or NULL when not kept */
@@ -142,7 +156,9 @@ struct cc_agg {
     uint64_t intervals;        /* intervals opened so far */
     uint64_t ring_t0[CC_RING]; /* monotonic start and end of each interval */
     uint64_t ring_t1[CC_RING];
-    bool window_all; /* keep current-percentile windows for every entry, not only the total */
+    bool window_all;   /* keep current-percentile windows for every entry, not only the total */
+    uint64_t *dropped; /* [user class] open-model iterations that found no free user */
+    size_t dropped_cap;
 };
 
 void cc_agg_init(struct cc_agg *a, bool window_all);
@@ -162,6 +178,9 @@ double cc_entry_avg_ms(const struct cc_entry *e);
 double cc_entry_min_ms(const struct cc_entry *e);
 double cc_entry_max_ms(const struct cc_entry *e);
 double cc_entry_percentile_ms(const struct cc_entry *e, double p);
+/* Percentiles from the intended start; false when none was recorded. */
+bool cc_entry_intended_percentiles_ms(const struct cc_entry *e, const double *ps, size_t n,
+                                      double *out);
 void cc_entry_percentiles_ms(const struct cc_entry *e, const double *ps, size_t n, double *out);
 double cc_entry_fail_ratio(const struct cc_entry *e);
 double cc_entry_avg_bytes(const struct cc_entry *e);

@@ -3,6 +3,8 @@
 #include "web/httpd.h"
 
 #include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -145,7 +147,9 @@ struct cc_httpd_conn {
     struct cc_httpd_conn *prev, *next;   /* the server's connections */
     struct cc_httpd_conn *rnext, *rprev; /* the server's resume list */
     struct buf stash;   /* input received while paused, not parsed yet (bounded by STASH_MAX) */
-    struct buf out;     /* response bytes not yet handed to the socket */
+    struct buf out;     /* response bytes not yet handed to the socket (or to TLS) */
+    struct buf cipher;  /* TLS: records not yet handed to the socket */
+    SSL *ssl;           /* TLS: the session, with memory BIOs both ways; NULL for plain HTTP */
     struct buf wr;      /* the buffer of the uv_write in flight */
     struct buf capture; /* test connections: everything the server wrote */
     uint64_t since_ms;  /* uv_now() when the current wait began, for the timeouts */
@@ -168,6 +172,7 @@ struct cc_httpd_conn {
     bool closing;           /* conn_close() was called */
     bool closed;            /* the socket is closed (its close callback ran) */
     bool in_close_cb;       /* the abort callback is running from the close callback */
+    bool tls_shut;          /* TLS: close_notify is queued; nothing more is encrypted */
 };
 
 struct route {
@@ -197,6 +202,7 @@ struct cc_httpd {
     cc_httpd_close_cb *close_cb;
     void *close_arg;
     struct cc_httpd_stats stats;
+    SSL_CTX *ssl_ctx;   /* HTTPS (cc_httpd_tls()), or NULL */
     char *rbuf;         /* RBUF_SIZE bytes: libuv reads into it, and it is parsed at once */
     struct buf scratch; /* JSON and SSE formatting */
     char date[80];      /* the Date header's value, refreshed once a second */
@@ -285,7 +291,7 @@ static uint64_t now_ms(const struct cc_httpd *s)
 
 static size_t conn_queued(const struct cc_httpd_conn *c)
 {
-    return c->out.len + (c->writing ? c->inflight : 0);
+    return c->out.len + c->cipher.len + (c->writing ? c->inflight : 0);
 }
 
 static void srv_unschedule_resume(struct cc_httpd_conn *c)
@@ -329,6 +335,8 @@ static void conn_free(struct cc_httpd_conn *c)
     cc_free(c->req.hdrs);
     buf_release(&c->stash);
     buf_release(&c->out);
+    buf_release(&c->cipher);
+    SSL_free(c->ssl); /* and its BIOs */
     buf_release(&c->wr);
     buf_release(&c->capture);
     cc_free(c);
@@ -472,6 +480,65 @@ static void conn_on_eof(struct cc_httpd_conn *c, ssize_t err)
     conn_flush(c);
 }
 
+/* Plain input from the client (decrypted, with TLS). */
+static void conn_input(struct cc_httpd_conn *c, const char *data, size_t n)
+{
+    if (c->phase == PH_LINGER) {
+        c->lingered += n;
+        if (c->lingered > LINGER_MAX) conn_close(c);
+        return;
+    }
+    if (c->paused) {
+        /* Keep reading while a request is handled, to notice the client leaving, but only
+         * up to a bound. */
+        buf_add(&c->stash, data, n);
+        if (c->stash.len >= STASH_MAX) conn_stop_reading(c);
+        return;
+    }
+    if (c->phase == PH_BODY) c->since_ms = now_ms(c->srv);
+    conn_feed(c, data, n);
+}
+
+static void conn_tls_drain(struct cc_httpd_conn *c);
+
+/*
+ * TLS records from the client: into the session's read BIO, then everything that decrypts
+ * goes to conn_input(). All of it is decrypted now, even while paused (into the stash, at
+ * most one read's worth beyond its bound), so no input is left waiting inside OpenSSL for a
+ * socket read that may never come. The server's reads are at most RBUF_SIZE, so the read
+ * buffer, already copied into the BIO, takes the plaintext.
+ */
+static void conn_tls_input(struct cc_httpd_conn *c, const char *data, size_t n)
+{
+    struct cc_httpd *s = c->srv;
+    if (BIO_write(SSL_get_rbio(c->ssl), data, (int)n) != (int)n) {
+        conn_close(c);
+        return;
+    }
+    for (;;) {
+        size_t got = 0;
+        ERR_clear_error();
+        if (SSL_read_ex(c->ssl, s->rbuf, RBUF_SIZE, &got) == 1) {
+            conn_input(c, s->rbuf, got);
+            if (c->closing) return;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, 0);
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_ZERO_RETURN) { /* close_notify: the client's end of input */
+            conn_tls_drain(c);
+            conn_on_eof(c, UV_EOF);
+            return;
+        }
+        /* A failed handshake (plain HTTP on the HTTPS port, no shared cipher), a bad record. */
+        ERR_clear_error();
+        if (!SSL_is_init_finished(c->ssl)) s->stats.tls_failures++;
+        conn_close(c);
+        return;
+    }
+    conn_flush(c); /* handshake records, and whatever the input produced */
+}
+
 static void conn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
 {
     struct cc_httpd_conn *c = cc_container_of(st, struct cc_httpd_conn, tcp);
@@ -480,20 +547,10 @@ static void conn_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
         conn_on_eof(c, n);
         return;
     }
-    if (c->phase == PH_LINGER) {
-        c->lingered += (size_t)n;
-        if (c->lingered > LINGER_MAX) conn_close(c);
-        return;
-    }
-    if (c->paused) {
-        /* Keep reading while a request is handled, to notice the client leaving, but only
-         * up to a bound. */
-        buf_add(&c->stash, b->base, (size_t)n);
-        if (c->stash.len >= STASH_MAX) conn_stop_reading(c);
-        return;
-    }
-    if (c->phase == PH_BODY) c->since_ms = now_ms(c->srv);
-    conn_feed(c, b->base, (size_t)n);
+    if (c->ssl)
+        conn_tls_input(c, b->base, (size_t)n);
+    else
+        conn_input(c, b->base, (size_t)n);
 }
 
 static void conn_start_reading(struct cc_httpd_conn *c)
@@ -1213,30 +1270,75 @@ static void conn_write_cb(uv_write_t *w, int status)
     if (c->paused && !c->closing) srv_schedule_resume(c);
 }
 
+/* TLS: moves the records OpenSSL wrote into the write BIO to the cipher buffer. */
+static void conn_tls_drain(struct cc_httpd_conn *c)
+{
+    BIO *wb = SSL_get_wbio(c->ssl);
+    size_t pending;
+    while ((pending = BIO_ctrl_pending(wb)) > 0) {
+        buf_reserve(&c->cipher, pending);
+        int n = BIO_read(wb, c->cipher.data + c->cipher.len, (int)pending);
+        if (n <= 0) break;
+        c->cipher.len += (size_t)n;
+    }
+}
+
 /*
- * Hands the queued output to the socket: uv_try_write() first, and what it could not take
- * goes to one uv_write() whose buffer is swapped out of the way, so new output never moves
- * memory the kernel is still to read. Then closes the connection if that was the last response.
+ * TLS: encrypts the queued output into records. Before the handshake is done SSL_write wants
+ * to read, and the output waits for the next flush. Returns -1 when the session failed.
+ */
+static int conn_tls_encrypt(struct cc_httpd_conn *c)
+{
+    if (c->out.len > 0 && !c->tls_shut) {
+        size_t written = 0;
+        ERR_clear_error();
+        /* A memory BIO takes everything: without SSL_MODE_ENABLE_PARTIAL_WRITE, one call
+         * writes the whole buffer or nothing. */
+        if (SSL_write_ex(c->ssl, c->out.data, c->out.len, &written) == 1) {
+            buf_reset(&c->out);
+        } else {
+            int e = SSL_get_error(c->ssl, 0);
+            ERR_clear_error();
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) return -1;
+        }
+    }
+    conn_tls_drain(c);
+    return 0;
+}
+
+/*
+ * Hands the queued output to the socket (with TLS, encrypted first): uv_try_write() first,
+ * and what it could not take goes to one uv_write() whose buffer is swapped out of the way,
+ * so new output never moves memory the kernel is still to read. Then closes the connection if
+ * that was the last response (with TLS, after a close_notify).
  */
 static void conn_flush(struct cc_httpd_conn *c)
 {
     if (c->closing) return;
+    struct buf *w = &c->out;
+    if (c->ssl) {
+        if (conn_tls_encrypt(c) != 0) {
+            conn_close(c);
+            return;
+        }
+        w = &c->cipher;
+    }
     if (c->test) {
-        buf_add(&c->capture, c->out.data, c->out.len);
-        c->out.len = 0;
-    } else if (!c->writing && c->out.len > 0) {
-        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        buf_add(&c->capture, w->data, w->len);
+        w->len = 0;
+    } else if (!c->writing && w->len > 0) {
+        uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
         int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         if (n == UV_EAGAIN) n = 0;
         if (n < 0) {
             conn_close(c);
             return;
         }
-        if ((size_t)n < c->out.len) {
+        if ((size_t)n < w->len) {
             struct buf t = c->wr;
-            c->wr = c->out;
-            c->out = t;
-            c->out.len = 0;
+            c->wr = *w;
+            *w = t;
+            w->len = 0;
             c->inflight = c->wr.len - (size_t)n;
             b = uv_buf_init(c->wr.data + n, (unsigned)c->inflight);
             if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, conn_write_cb) < 0) {
@@ -1247,10 +1349,24 @@ static void conn_flush(struct cc_httpd_conn *c)
             c->since_ms = now_ms(c->srv);
             return;
         }
-        buf_reset(&c->out);
+        buf_reset(w);
     }
-    if (c->close_after_write && c->req.state == REQ_IDLE && c->out.len == 0 && !c->writing)
-        conn_shutdown(c);
+    if (!c->close_after_write || c->req.state != REQ_IDLE || c->out.len || w->len || c->writing)
+        return;
+    if (c->ssl && !c->tls_shut && SSL_is_init_finished(c->ssl)) {
+        /* The last response is written: a close_notify tells the client the data is complete
+         * (RFC 8446 6.1), then the TCP shutdown follows once it is written. */
+        c->tls_shut = true;
+        ERR_clear_error();
+        (void)SSL_shutdown(c->ssl);
+        ERR_clear_error();
+        conn_tls_drain(c);
+        if (c->cipher.len) {
+            conn_flush(c);
+            return;
+        }
+    }
+    conn_shutdown(c);
 }
 
 /* ---- the server ----------------------------------------------------------------------------- */
@@ -1273,6 +1389,20 @@ static void srv_connection_cb(uv_stream_t *l, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    if (s->ssl_ctx) {
+        BIO *rb = BIO_new(BIO_s_mem()), *wb = BIO_new(BIO_s_mem());
+        c->ssl = SSL_new(s->ssl_ctx);
+        if (!rb || !wb || !c->ssl) {
+            BIO_free(rb);
+            BIO_free(wb);
+            conn_close(c);
+            return;
+        }
+        /* An empty read BIO means "wait for more", not end of input. */
+        BIO_set_mem_eof_return(rb, -1);
+        SSL_set_bio(c->ssl, rb, wb);
+        SSL_set_accept_state(c->ssl);
+    }
     conn_start_reading(c);
 }
 
@@ -1391,6 +1521,55 @@ fail_errno:
     return rv;
 }
 
+/* The reason OpenSSL gave last, and the queue cleared. */
+static char *tls_error(const char *what, const char *file)
+{
+    char reason[256] = "unknown error";
+    unsigned long e = ERR_peek_last_error();
+    if (e) ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    size_t n = strlen(what) + (file ? strlen(file) : 0) + strlen(reason) + 8;
+    char *msg = cc_xmalloc(n);
+    snprintf(msg, n, "%s%s%s: %s", what, file ? " " : "", file ? file : "", reason);
+    return msg;
+}
+
+int cc_httpd_tls(struct cc_httpd *s, const char *cert_file, const char *key_file, char **err)
+{
+    if (s->listen_used || s->closing || s->ssl_ctx) {
+        *err = cc_xstrdup("TLS must be set up once, before the server listens");
+        return CC_HTTPD_ESTATE;
+    }
+    ERR_clear_error();
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        *err = tls_error("cannot create a TLS context", NULL);
+        return CC_HTTPD_ETLS;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Client-initiated renegotiation costs the server a handshake per request of an attacker. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"cicada", 6);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+        *err = tls_error("cannot load the certificate", cert_file);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        *err = tls_error("cannot load the private key", key_file);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        *err = tls_error("the private key does not match the certificate", key_file);
+        goto fail;
+    }
+    s->ssl_ctx = ctx;
+    return 0;
+
+fail:
+    SSL_CTX_free(ctx);
+    return CC_HTTPD_ETLS;
+}
+
 int cc_httpd_port(const struct cc_httpd *s)
 {
     return s->port;
@@ -1416,6 +1595,7 @@ static void srv_final_cb(uv_handle_t *h)
     cc_free(s->routes);
     cc_free(s->rbuf);
     buf_release(&s->scratch);
+    SSL_CTX_free(s->ssl_ctx);
     cc_free(s);
     if (cb) cb(arg);
 }

@@ -30,6 +30,7 @@ enum {
     CC_HTTPD_ECLOSED = -1100, /* the client is gone; a finishing call still released the request */
     CC_HTTPD_ESTATE = -1101,  /* the call does not fit the response's state */
     CC_HTTPD_EFULL = -1102,   /* the client does not read: too much output queued; closed */
+    CC_HTTPD_ETLS = -1103,    /* the TLS certificate or key could not be used */
 };
 
 struct cc_httpd;
@@ -56,6 +57,7 @@ struct cc_httpd_stats {
     uint64_t client_errors; /* requests answered 400, 413 or 431 by the server itself */
     uint64_t timeouts;      /* connections closed by idle_timeout_ms */
     uint64_t aborted;       /* requests whose client went away before their response ended */
+    uint64_t tls_failures;  /* of connections: TLS handshakes that failed (HTTPS only) */
 };
 
 /*
@@ -112,6 +114,20 @@ int cc_httpd_route(struct cc_httpd *s, const char *method, const char *pattern,
  * listening or closing), -errno from socket(2), bind(2) or listen(2) (e.g. UV_EADDRINUSE).
  */
 int cc_httpd_listen(struct cc_httpd *s, const char *host, int port, unsigned flags);
+
+/*
+ * Serves HTTPS instead of HTTP: each connection accepted from now on does a TLS 1.2 or 1.3
+ * handshake first, with the certificate chain in |cert_file| and the private key in |key_file|
+ * (both PEM, read now). Records are encrypted and decrypted with memory BIOs on the server's
+ * loop; a connection that fails its handshake is closed (counted in tls_failures), and the
+ * last response on a connection is followed by a close_notify. Call it before
+ * cc_httpd_listen(). Test connections (cc_httpd_test_conn_new) stay plain.
+ *
+ * Returns 0, or with a message in |err| (caller frees): CC_HTTPD_ETLS (a file cannot be read
+ * or parsed, the key does not match the certificate), CC_HTTPD_ESTATE (already listening, or
+ * TLS already set up).
+ */
+int cc_httpd_tls(struct cc_httpd *s, const char *cert_file, const char *key_file, char **err);
 
 /* The port the server listens on, or -1 before cc_httpd_listen() succeeded. */
 int cc_httpd_port(const struct cc_httpd *s);

@@ -69,7 +69,8 @@ class Output(CicadaTest):
                         script=SCRIPT, want_json=False)
         d = json.loads(r.stdout)
         self.assertEqual(set(d), {"stats", "total", "failures", "exceptions", "user_count",
-                                  "start_time", "end_time"})
+                                  "start_time", "end_time", "dropped_iterations"})
+        self.assertEqual(d["dropped_iterations"], {})  # per open-model class; none here
         items = [e for e in d["stats"] if e["name"] == "/items"][0]
         for key in ("type", "name", "num_requests", "num_failures", "avg_response_time",
                     "min_response_time", "max_response_time", "total_content_length",

@@ -88,12 +88,58 @@ static void test_remove_is_lifo(void **state)
     cc_dispatch_release(&d);
 }
 
+/* A stage that allows fewer classes: their users leave, most recent first, and the mix of the
+ * others follows the weights; LIFO removal skips the users already taken. */
+static void test_allowed_classes(void **state)
+{
+    (void)state;
+    double w[3] = {1, 1, 2};
+    uint32_t fixed[3] = {0, 0, 0};
+    struct cc_dispatch d;
+    cc_dispatch_init(&d, 3, w, fixed, 2);
+    struct cc_dispatch_entry e, added[40];
+    for (int i = 0; i < 40; i++)
+        assert_true(cc_dispatch_add(&d, &added[i]));
+    assert_int_equal(d.count[0], 10);
+    bool allowed[3] = {true, false, true};
+    cc_dispatch_set_allowed(&d, allowed);
+    assert_int_equal(cc_dispatch_disallowed(&d), 1);
+    int last = -1;
+    for (int i = 39; i >= 0; i--)
+        if (added[i].cls == 1) {
+            last = i;
+            break;
+        }
+    assert_true(cc_dispatch_remove_class(&d, 1, &e));
+    assert_int_equal(e.worker, added[last].worker);
+    while (cc_dispatch_remove_class(&d, 1, &e))
+        ;
+    assert_int_equal(cc_dispatch_disallowed(&d), -1);
+    assert_int_equal(cc_dispatch_total(&d), 30);
+    /* new users go to the allowed classes only, by weight */
+    for (int i = 0; i < 30; i++) {
+        assert_true(cc_dispatch_add(&d, &e));
+        assert_true(e.cls != 1);
+    }
+    assert_int_equal(d.count[1], 0);
+    assert_int_equal(d.count[0] + d.count[2], 60);
+    assert_true(d.count[2] >= 39 && d.count[2] <= 41);
+    /* LIFO removal takes the newest first and never a user already gone */
+    size_t before = cc_dispatch_total(&d);
+    while (cc_dispatch_remove(&d, &e))
+        assert_true(e.cls != 1);
+    assert_int_equal(cc_dispatch_total(&d), 0);
+    assert_true(before == 60);
+    cc_dispatch_release(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weights_at_every_count),
         cmocka_unit_test(test_fixed_count_first),
         cmocka_unit_test(test_remove_is_lifo),
+        cmocka_unit_test(test_allowed_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
