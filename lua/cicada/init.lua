@@ -60,6 +60,25 @@ function cicada.gather(fns, limit)
     return results
 end
 
+-- Runs fn(...) on a thread of the offload pool and returns its results; only the calling
+-- user waits meanwhile. For blocking calls that cannot be made cooperative (a C library
+-- through the FFI, say). fn runs in a Lua state of its own: it must not use local variables
+-- from outside it (pass them as arguments, require modules inside it), and its arguments and
+-- results must be plain values or tables of them. Errors it raises are raised here.
+local core_offload = core.offload
+local loadstring = loadstring
+local getupvalue = debug.getupvalue
+function cicada.offload(fn, ...)
+    local up = type(fn) == "function" and getupvalue(fn, 1)
+    if up then
+        error("offload: the function uses '" .. up .. "' from outside it; it runs in another "
+              .. "Lua state, so pass such values as arguments and require modules inside it", 2)
+    end
+    local ok, res = checked(core_offload(fn, ...))
+    if not ok then error(res, 2) end
+    return loadstring(res, "=offload results")()
+end
+
 -- Seconds since the epoch, as Locust's time.time().
 cicada.now = core.now
 -- Seconds from a monotonic clock: for measuring durations.

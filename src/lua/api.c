@@ -2,6 +2,7 @@
 /* api.c: `cicada.core`: waiting, clocks, recording requests and exceptions, run control. */
 #include "lua/api.h"
 #include "lua/gather.h"
+#include "lua/offload.h"
 #include "lua/vm.h"
 #include "core/log.h"
 #include "core/options.h"
@@ -332,6 +333,7 @@ static int open_core(lua_State *L)
     lua_newtable(L);
     luaL_register(L, NULL, core_fns);
     cc_gather_register(L);
+    cc_offload_register(L);
     lua_pushlightuserdata(L, &cc_kill_sentinel);
     lua_setfield(L, -2, "KILL");
     lua_pushlightuserdata(L, &stop_sentinel);

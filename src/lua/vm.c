@@ -451,8 +451,13 @@ int cc_fiber_await_arrival(lua_State *L, struct cc_fiber *f)
 void cc_vm_record(struct cc_vm *vm, const struct cc_ikey *key, uint64_t ns, uint64_t length,
                   const char *error, size_t error_len)
 {
+    cc_vm_record_for(vm, vm->current, key, ns, length, error, error_len);
+}
+
+void cc_vm_record_for(struct cc_vm *vm, struct cc_fiber *f, const struct cc_ikey *key,
+                      uint64_t ns, uint64_t length, const char *error, size_t error_len)
+{
     cc_recorder_request(vm->rec, key, ns, length, error, error_len);
-    struct cc_fiber *f = vm->current;
     if (!f || f->intended == CC_INTENDED_NONE) return;
     if (f->intended == CC_INTENDED_OPEN) {
         cc_recorder_intended(vm->rec, key, ns + f->intended_ns);

@@ -70,6 +70,26 @@ def h2_faults():
     return p
 
 
+def tcp_faults():
+    """The TCP fault server: .modes maps each fault (stall, garbage, close, half) to its port."""
+    p = Process([PYTHON, os.path.join(SERVERS, "tcp_faults.py")], lines=5)
+    p.modes = {m: int(u.rsplit(":", 1)[1]) for m, u in (line.split() for line in p.lines[1:])}
+    return p
+
+
+def memcached():
+    """memcached on a free port (.port), 64 MiB, as the current user (or nobody for root)."""
+    port = free_port()
+    argv = ["memcached", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64"]
+    if os.geteuid() == 0:
+        argv += ["-u", "nobody"]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    p.port = port
+    p.stop = lambda: (p.kill(), p.wait())
+    return p
+
+
 def demo_server():
     return Process([CICADA, "demo-server", "--port", "0"])
 
