@@ -5,6 +5,7 @@
 #include "core/options.h"
 #include "demo/demo.h"
 #include "runner/runner.h"
+#include "runner/testcmd.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -71,6 +72,10 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "demo-server") == 0)
         return cc_demo_server_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "test") == 0) {
+        prepare_process();
+        return cc_test_main(argc - 1, argv + 1, find_lua_dir());
+    }
     struct cc_options o;
     cc_options_defaults(&o);
     char *err = NULL;

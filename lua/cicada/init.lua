@@ -140,7 +140,7 @@ function cicada.thresholds(spec)
 end
 
 -- Protocol user classes load on first use: cicada.HttpUser is cicada.http's.
-local lazy = { HttpUser = "cicada.http", LoadTestShape = "cicada.shape", stages = "cicada.shape" }
+local lazy = { HttpUser = "cicada.http", XmlRpcUser = "cicada.xmlrpc", LoadTestShape = "cicada.shape", stages = "cicada.shape" }
 setmetatable(cicada, {
     __index = function(t, k)
         local mod = lazy[k]

@@ -522,6 +522,8 @@ function rt.load(path, cfg)
     if not chunk then error(err, 0) end
     local ok, result = xpcall(chunk, traceback)
     if not ok then error(result, 0) end
+    -- a file of test functions (cicada.testing): a user class per test, or none for `cicada test`
+    result = require("cicada.testing").adopt(result, path)
 
     local found = find_classes(result)
     find_shape(result)
@@ -573,6 +575,11 @@ function rt.load(path, cfg)
         no_class_reason = #found == 0 and "No User class found!" or "No User class has tasks to run"
     end
     return #classes
+end
+
+-- `cicada test FILE` (src/runner/testcmd.c): runs the file's tests once; returns the exit code.
+function rt.run_tests()
+    return require("cicada.testing").run()
 end
 
 function rt.no_class_reason()

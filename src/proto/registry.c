@@ -3,12 +3,14 @@
 #include "proto/registry.h"
 #include "lua/api.h"
 #include "proto/http/http_lua.h"
+#include "proto/xmlrpc/xmlrpc_lua.h"
 
 static const struct {
     const char *name;
     lua_CFunction open;
 } modules[] = {
     {"cicada.http.core", http_lua_open},
+    {"cicada.xmlrpc.core", xmlrpc_lua_open},
 };
 
 void cc_proto_preload(lua_State *L)
