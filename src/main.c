@@ -6,6 +6,7 @@
 #include "demo/demo.h"
 #include "runner/runner.h"
 #include "runner/testcmd.h"
+#include "dist/zmq_uv.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -68,10 +69,26 @@ static void print_version(void)
            JANSSON_VERSION);
 }
 
+/* cicada keygen: a CURVE key pair for --curve-secret-key, in zcert's format. */
+static int keygen(void)
+{
+    char pub[CC_ZKEY_LEN + 1], sec[CC_ZKEY_LEN + 1];
+    if (cc_zcurve_keypair(pub, sec) != 0) {
+        fprintf(stderr, "cicada: this libzmq has no CURVE support\n");
+        return 1;
+    }
+    printf("# cicada keygen: give this file to --curve-secret-key; give the public-key line\n"
+           "# alone to the other side (--curve-server-key or --curve-allow)\n"
+           "public-key = \"%s\"\nsecret-key = \"%s\"\n",
+           pub, sec);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "demo-server") == 0)
         return cc_demo_server_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "keygen") == 0) return keygen();
     if (argc > 1 && strcmp(argv[1], "test") == 0) {
         prepare_process();
         return cc_test_main(argc - 1, argv + 1, find_lua_dir());

@@ -527,6 +527,9 @@ local HttpUser = M.HttpUser
 -- Checked when the script loads: an HttpUser needs a host.
 function HttpUser.__validate(cls)
     if not cls.host then
+        -- a distributed worker gets the host from its master's spawn message
+        local options = require("cicada").env.parsed_options
+        if options and options.worker then return end
         error((rawget(cls, "__defined_at") or "?") .. ": " .. (rawget(cls, "__name") or "the class")
             .. " has no host: set host = \"http://...\" in the class, or pass -H/--host", 0)
     end

@@ -28,6 +28,10 @@ void cc_status_clear(void)
 
 void cc_status(const char *line)
 {
+    if (!line) {
+        cc_status_clear();
+        return;
+    }
     flockfile(stderr);
     fputs("\r\033[K", stderr);
     if (line) fputs(line, stderr);

@@ -94,6 +94,35 @@ static const struct opt_def defs[] = {
      "do not verify TLS certificates (every client of every user)"},
     {"threads", 0, T_LONG, OFF(threads), false, "N",
      "worker threads, each with its own event loop (default: one per CPU)"},
+    {"master", 0, T_FLAG, OFF(master), false, NULL,
+     "run as the master of a distributed test: workers (cicada's or Locust's) run the users"},
+    {"worker", 0, T_FLAG, OFF(worker), false, NULL,
+     "run as a worker of a distributed test, under a master (cicada's or Locust's)"},
+    {"master-host", 0, T_STR, OFF(master_host), false, "HOST",
+     "worker: the master's address (default 127.0.0.1)"},
+    {"master-port", 0, T_LONG, OFF(master_port), false, "PORT",
+     "worker: the master's port (default 5557)"},
+    {"master-bind-host", 0, T_STR, OFF(master_bind_host), false, "HOST",
+     "master: the address to listen on (default *: every interface)"},
+    {"master-bind-port", 0, T_LONG, OFF(master_bind_port), false, "PORT",
+     "master: the port to listen on (default 5557)"},
+    {"expect-workers", 0, T_LONG, OFF(expect_workers), false, "N",
+     "master, headless: wait for N workers before starting (default 1)"},
+    {"expect-workers-max-wait", 0, T_SPAN, OFF(expect_workers_max_wait), false, "TIME",
+     "master, headless: give up after waiting this long for them (default: wait forever)"},
+    {"heartbeat-timeout", 0, T_SPAN, OFF(heartbeat_timeout), false, "TIME",
+     "worker: give up on a master silent this long (default 60s)"},
+    {"enable-rebalancing", 0, T_FLAG, OFF(enable_rebalancing), false, NULL,
+     "master: give a missing worker's users to the others"},
+    {"processes", 0, T_LONG, OFF(processes), false, "N",
+     "fork N local worker processes under a local master (-1: one per CPU); with --worker, N "
+     "workers for a remote master"},
+    {"curve-secret-key", 0, T_STR, OFF(curve_secret_key), false, "KEY|FILE",
+     "encrypt master/worker traffic with CURVE: this node's secret key (see cicada keygen)"},
+    {"curve-server-key", 0, T_STR, OFF(curve_server_key), false, "KEY|FILE",
+     "worker, with CURVE: the master's public key"},
+    {"curve-allow", 0, T_WORDS, OFF(curve_allow), false, "KEY|FILE...",
+     "master, with CURVE: admit only workers with these public keys"},
     {"version", 'V', T_FLAG, OFF(version), true, NULL, "print the version and exit"},
     {"help", 'h', T_FLAG, OFF(help), true, NULL, "show this help and exit"},
 };
@@ -111,6 +140,12 @@ void cc_options_defaults(struct cc_options *o)
     o->check_rps = -1;
     o->web_host = cc_xstrdup("127.0.0.1");
     o->web_port = 8089;
+    o->master_host = cc_xstrdup("127.0.0.1");
+    o->master_port = 5557;
+    o->master_bind_host = cc_xstrdup("*");
+    o->master_bind_port = 5557;
+    o->expect_workers = 1;
+    o->heartbeat_timeout = 60;
 }
 
 void cc_options_release(struct cc_options *o)
@@ -564,9 +599,13 @@ int cc_options_load(struct cc_options *o, int argc, char **argv, char **envp, co
 void cc_options_usage(void *file)
 {
     FILE *f = file;
-    fprintf(f, "Usage: cicada [OPTIONS] [UserClass ...]\n\n"
-               "Runs the users of a Lua script against a system and reports Locust-style "
-               "statistics.\n\nOptions:\n");
+    fprintf(f,
+            "Usage: cicada [OPTIONS] [UserClass ...]\n"
+            "       cicada test FILE [--junit-xml FILE] [-k TEXT] ...   run test_* functions once\n"
+            "       cicada demo-server [--port PORT]               a web shop to test against\n"
+            "       cicada keygen                                  a CURVE key pair\n\n"
+            "Runs the users of a Lua script against a system and reports Locust-style "
+            "statistics.\n\nOptions:\n");
     for (size_t i = 0; i < CC_ARRAY_LEN(defs); i++) {
         const struct opt_def *d = &defs[i];
         char flag[64];

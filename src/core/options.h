@@ -50,7 +50,22 @@ struct cc_options {
     bool equal_weights;
     bool insecure; /* TLS certificates are not verified */
     long threads;  /* worker threads; 0: one per online CPU */
-    char *classes; /* positional user class names, space separated */
+    /* distributed mode */
+    bool master;
+    bool worker;
+    char *master_host; /* worker: where the master is */
+    long master_port;
+    char *master_bind_host; /* master: where it listens */
+    long master_bind_port;
+    long expect_workers;            /* master, headless: workers to wait for before starting */
+    double expect_workers_max_wait; /* seconds; 0: forever */
+    double heartbeat_timeout;       /* worker: seconds without word from the master */
+    bool enable_rebalancing;
+    long processes;         /* local worker processes to fork; -1: one per CPU */
+    char *curve_secret_key; /* CURVE: this node's secret key (a Z85 key or a file) */
+    char *curve_server_key; /* worker: the master's public key */
+    char *curve_allow;      /* master: the workers' public keys, space separated */
+    char *classes;          /* positional user class names, space separated */
     bool version;
     bool help;
 };

@@ -361,6 +361,9 @@ static void on_ack(struct cc_dist_worker *w, const struct cc_dmsg *m)
 {
     w->index = m->u.ack.index;
     w->master_cicada = m->u.ack.cicada != NULL;
+    /* a cicada master heartbeats from its ack on: if it dies before its first heartbeat it is
+     * still timed out (the ack counts as hearing from it) */
+    if (w->master_cicada) w->master_beats = true;
     uv_timer_stop(&w->ready_timer);
     w->ready_tries = 0;
     bool first = !w->acked;

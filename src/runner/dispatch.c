@@ -83,7 +83,13 @@ bool cc_dispatch_add(struct cc_dispatch *d, struct cc_dispatch_entry *out)
 {
     int c = next_class(d);
     if (c < 0) return false;
-    uint32_t cls = (uint32_t)c;
+    cc_dispatch_add_class(d, (uint32_t)c, out);
+    return true;
+}
+
+void cc_dispatch_add_class(struct cc_dispatch *d, uint32_t cls, struct cc_dispatch_entry *out)
+{
+    CC_ASSERT(cls < d->nclasses);
     uint32_t w = next_worker(d, cls);
     d->count[cls]++;
     d->wcount[w * d->nclasses + cls]++;
@@ -94,7 +100,6 @@ bool cc_dispatch_add(struct cc_dispatch *d, struct cc_dispatch_entry *out)
     d->by_class[cls][d->nby[cls]++] = d->nlog;
     *out = d->log[d->nlog++];
     d->live++;
-    return true;
 }
 
 static void take(struct cc_dispatch *d, size_t pos, struct cc_dispatch_entry *out)

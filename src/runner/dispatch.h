@@ -60,6 +60,9 @@ bool cc_dispatch_remove_class(struct cc_dispatch *d, uint32_t cls, struct cc_dis
  * another user (only fixed_count classes, all full).
  */
 bool cc_dispatch_add(struct cc_dispatch *d, struct cc_dispatch_entry *out);
+/* Assigns one more user of class |cls| whatever the weights (a distributed worker runs the
+ * counts its master decided): its worker in *|out|. */
+void cc_dispatch_add_class(struct cc_dispatch *d, uint32_t cls, struct cc_dispatch_entry *out);
 /* Takes back the most recent assignment into *|out|; false when there is none. */
 bool cc_dispatch_remove(struct cc_dispatch *d, struct cc_dispatch_entry *out);
 

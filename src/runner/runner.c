@@ -1,18 +1,27 @@
 /* SPDX-License-Identifier: MIT */
-/* runner.c: the control thread of a local run; see runner.h and docs/internals/runner.md. */
+/* runner.c: the control thread of a run; see runner.h and docs/internals/runner.md. */
 #include "runner/runner.h"
 #include "runner/dispatch.h"
+#include "core/err.h"
 #include "core/log.h"
+#include "dist/master.h"
+#include "dist/worker.h"
 #include "core/mq.h"
 #include "core/worker.h"
 #include "lua/vm.h"
 #include "report/report.h"
 #include "web/webui.h"
 
+#include <errno.h>
 #include <lauxlib.h>
+#include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define TICK_MS       1000  /* stats interval */
@@ -115,6 +124,19 @@ struct cc_runner {
     unsigned signals;
     double start_s, end_s;
     int exit_code;
+    double stop_timeout; /* --stop-timeout, or the one a distributed master sent */
+
+    /* distributed mode (src/dist): a master runs no users, a worker runs what it is told */
+    struct cc_dist_master *master;
+    struct cc_dist_worker *dworker;
+    bool is_master, is_worker;
+    bool tearing_down;       /* the master or worker closes as cc_run ends: no uv_stop */
+    bool master_lost;        /* worker: exit code 1 */
+    uv_timer_t expect_timer; /* --expect-workers-max-wait */
+    uint32_t *dist_counts;   /* worker: [class] the users the master asked this worker for */
+    bool use_curve;
+    struct cc_zcurve curve;
+    char (*curve_allowed)[CC_ZKEY_LEN + 1];
 };
 
 /* ---- messages --------------------------------------------------------------------------- */
@@ -134,6 +156,7 @@ static void to_all(struct cc_runner *r, enum cc_msg_type type, double d)
 
 static uint32_t live_users(const struct cc_runner *r)
 {
+    if (r->master) return (uint32_t)cc_dist_master_user_count(r->master);
     uint32_t n = 0;
     for (size_t i = 0; i < (size_t)r->nworkers * r->nclasses; i++)
         n += r->reported[i];
@@ -162,6 +185,11 @@ static void after_final_tick(struct cc_runner *r);
 static void close_all(struct cc_runner *r);
 static void stop(struct cc_runner *r, const char *why, bool quit);
 static void request_shards(struct cc_runner *r);
+static void master_class_users(const struct cc_runner *r, uint32_t *out);
+static void master_start(struct cc_runner *r, size_t target, double rate, const bool *allowed);
+static void worker_apply(struct cc_runner *r);
+static void print_workers(struct cc_runner *r);
+static void worker_join(struct cc_runner *r);
 
 static void add_history(struct cc_runner *r, double now)
 {
@@ -229,6 +257,7 @@ static void tick_outputs(struct cc_runner *r)
     if (r->periodic_table && r->ticks % 2 == 0 && r->state == ST_RUNNING) {
         cc_status_clear();
         cc_console_stats(stderr, &r->agg, true, r->name_width);
+        print_workers(r);
     }
     status_line(r, now);
 }
@@ -263,6 +292,7 @@ static void request_shards(struct cc_runner *r)
     if (r->pending) return; /* the last interval is still being collected */
     r->tick_ns = cc_now_ns();
     /* the control thread's own records, merged in place */
+    if (r->dworker) cc_agg_merge(cc_dist_worker_delta(r->dworker), &r->shard, 0);
     cc_agg_merge(&r->agg, &r->shard, 0);
     cc_shard_clear(&r->shard);
     r->pending = r->nworkers;
@@ -326,6 +356,10 @@ static void check_spawn_complete(struct cc_runner *r)
     for (unsigned w = 0; w < r->nworkers; w++)
         if (r->spawns_acked[w] < r->spawns_sent[w]) return;
     r->spawn_complete = true;
+    if (r->dworker) { /* the master decides when the whole ramp is done (on_all_spawned) */
+        cc_dist_worker_spawning_complete(r->dworker);
+        return;
+    }
     char buf[2048];
     size_t k = 0;
     k += (size_t)snprintf(buf + k, sizeof(buf) - k, "{");
@@ -348,7 +382,7 @@ static void send_batch(struct cc_runner *r, uint32_t *batch, enum cc_msg_type ty
         for (uint32_t c = 0; c < r->nclasses; c++) {
             uint32_t *n = &batch[w * r->nclasses + c];
             if (!*n) continue;
-            to_worker(r, w, type, c, *n, r->o->stop_timeout, NULL);
+            to_worker(r, w, type, c, *n, r->stop_timeout, NULL);
             if (type == CC_MSG_SPAWN) r->spawns_sent[w]++;
             *n = 0;
         }
@@ -410,6 +444,14 @@ static void spawn_cb(uv_timer_t *t)
  * every class) narrows the classes that may have users. */
 static void ramp(struct cc_runner *r, size_t target, double rate, const bool *allowed)
 {
+    if (r->master) {
+        master_start(r, target, rate, allowed);
+        return;
+    }
+    if (r->dworker) {
+        worker_apply(r);
+        return;
+    }
     r->target = target;
     r->rate = rate;
     r->ramp_t0_ns = cc_now_ns();
@@ -485,11 +527,16 @@ static void stop(struct cc_runner *r, const char *why, bool quit)
     uv_timer_stop(&r->arrival_timer);
     r->ramping = false;
     r->users_done = 0;
-    bool graceful = r->o->stop_timeout > 0;
-    to_all(r, CC_MSG_STOP_ALL, r->o->stop_timeout);
+    if (r->master) { /* the workers stop their users; on_stopped follows */
+        master_class_users(r, r->test_counts);
+        cc_dist_master_stop(r->master);
+        return;
+    }
+    bool graceful = r->stop_timeout > 0;
+    to_all(r, CC_MSG_STOP_ALL, r->stop_timeout);
     r->kill_sent = !graceful;
     uv_timer_start(&r->stop_timer, kill_cb,
-                   graceful ? (uint64_t)(r->o->stop_timeout * 1000) : KILL_GRACE_MS, 0);
+                   graceful ? (uint64_t)(r->stop_timeout * 1000) : KILL_GRACE_MS, 0);
 }
 
 static void run_timer_cb(uv_timer_t *t)
@@ -518,12 +565,15 @@ static void write_results(struct cc_runner *r)
         cc_csv_write(&r->csv, &r->agg, live_users(r), r->end_s, true);
         cc_csv_close(&r->csv);
     }
-    cc_console_stats(stderr, &r->agg, false, r->name_width);
-    cc_console_percentiles(stderr, &r->agg, r->name_width);
-    cc_console_intended(stderr, &r->agg, r->name_width, (const char *const *)r->class_names,
-                        r->nclasses);
-    cc_console_errors(stderr, &r->agg, r->name_width);
-    final_thresholds(r);
+    if (!r->is_worker) { /* a worker's numbers are its master's to report */
+        cc_console_stats(stderr, &r->agg, false, r->name_width);
+        cc_console_percentiles(stderr, &r->agg, r->name_width);
+        cc_console_intended(stderr, &r->agg, r->name_width, (const char *const *)r->class_names,
+                            r->nclasses);
+        cc_console_errors(stderr, &r->agg, r->name_width);
+        print_workers(r);
+        final_thresholds(r);
+    }
     if (r->o->html) cc_report_html_save(r, r->o->html);
     if (!r->o->json && !r->o->json_file) return;
     struct cc_run_info info = {.start_s = r->start_s,
@@ -560,6 +610,7 @@ static int exit_code(struct cc_runner *r)
         lua_pop(L, 1);
         if (set) return code;
     }
+    if (r->master_lost) return 1;
     if (r->thresholds_failed) return 3;
     /* as locust-plugins: with --check-fail-ratio, the ratio decides, not every failure */
     bool ratio_decides = r->o->check_fail_ratio >= 0;
@@ -613,6 +664,7 @@ static void test_stop_done(struct cc_fiber *f, void *arg)
     }
     r->state = ST_STOPPED;
     cc_info("runner", "Test stopped");
+    if (r->dworker) cc_dist_worker_stopped(r->dworker); /* ready for the master's next test */
     request_shards(r); /* the numbers the UI shows include the last requests */
     if (r->o->autoquit >= 0) {
         cc_info("runner", "Quitting in %ld seconds (--autoquit)", r->o->autoquit);
@@ -625,8 +677,10 @@ static void users_stopped(struct cc_runner *r)
 {
     if (r->state != ST_STOPPING || r->users_done < r->nworkers) return;
     uv_timer_stop(&r->stop_timer);
-    /* the mix the test ran with, for the results; the next test assigns users afresh */
-    memcpy(r->test_counts, r->dispatch.count, r->nclasses * sizeof(*r->test_counts));
+    /* the mix the test ran with, for the results; the next test assigns users afresh (a
+     * master took it from its workers as the test stopped) */
+    if (!r->master)
+        memcpy(r->test_counts, r->dispatch.count, r->nclasses * sizeof(*r->test_counts));
     cc_dispatch_clear(&r->dispatch);
     fire(r, "test_stop", -1, test_stop_done);
 }
@@ -805,6 +859,10 @@ static void handle(struct cc_runner *r, struct cc_msg *m)
                 break;
             }
             r->state = ST_READY;
+            if (r->is_worker) {
+                worker_join(r);
+                break;
+            }
             if (r->headless || r->o->autostart) {
                 char *err = NULL;
                 long users = r->o->users < 0 ? 1 : r->o->users;
@@ -818,6 +876,7 @@ static void handle(struct cc_runner *r, struct cc_msg *m)
         break;
     case CC_MSG_SHARD: {
         struct cc_shard *s = m->p;
+        if (r->dworker) cc_agg_merge(cc_dist_worker_delta(r->dworker), s, m->from);
         cc_agg_merge(&r->agg, s, m->from);
         cc_shard_clear(s);
         to_worker(r, m->from, CC_MSG_SHARD_BACK, 0, 0, 0, s);
@@ -829,6 +888,13 @@ static void handle(struct cc_runner *r, struct cc_msg *m)
         memcpy(&r->reported[m->from * r->nclasses], m->p, r->nclasses * sizeof(uint32_t));
         r->spawns_acked[m->from] = (uint64_t)m->b;
         cc_free(m->p);
+        if (r->dworker) {
+            uint32_t *per_class = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
+            for (uint32_t c = 0; c < r->nclasses; c++)
+                per_class[c] = cc_runner_class_users(r, c);
+            cc_dist_worker_set_users(r->dworker, per_class);
+            cc_free(per_class);
+        }
         check_spawn_complete(r);
         break;
     case CC_MSG_STOP_TEST:
@@ -884,13 +950,419 @@ static uint32_t control_user_count(struct cc_vm *vm)
 static const struct cc_vm_hooks control_hooks = {.stop_test = control_stop_test,
                                                  .user_count = control_user_count};
 
+/* ---- distributed mode: the master ---------------------------------------------------------- */
+
+/* Users per class the master assigned to its workers (reported ones, with |reported|), into
+ * |out| ([nclasses]). */
+static void master_users(const struct cc_runner *r, uint32_t *out, bool reported)
+{
+    memset(out, 0, r->nclasses * sizeof(*out));
+    if (!r->master) return;
+    size_t n = 0;
+    const struct cc_dist_node *const *nodes = cc_dist_master_nodes(r->master, &n);
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t *u = reported ? nodes[i]->users : nodes[i]->assigned;
+        for (uint32_t c = 0; u && c < r->nclasses; c++)
+            out[c] += u[c];
+    }
+}
+
+/* The users the test runs with, per class, as a local run's dispatch counts them. */
+static void master_class_users(const struct cc_runner *r, uint32_t *out)
+{
+    master_users(r, out, false);
+}
+
+/* The workers' table, under the statistics: state, users and CPU of each. */
+static void print_workers(struct cc_runner *r)
+{
+    if (!r->master) return;
+    size_t n = 0;
+    const struct cc_dist_node *const *nodes = cc_dist_master_nodes(r->master, &n);
+    cc_console("%-48s %-10s %8s %7s %10s\n", "Worker", "State", "Users", "CPU %", "Memory MiB");
+    for (size_t i = 0; i < n; i++)
+        cc_console("%-48.48s %-10s %8llu %7.1f %10.1f\n", nodes[i]->id,
+                   cc_dist_node_state_name(nodes[i]->state),
+                   (unsigned long long)nodes[i]->user_count, nodes[i]->cpu,
+                   (double)nodes[i]->memory / (1024.0 * 1024.0));
+    cc_console("\n");
+}
+
+/* Splits a space- or comma-separated list into |out| (strings inside |copy|); returns the count. */
+static size_t split_words(char *copy, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (char *save = NULL, *w = strtok_r(copy, " ,", &save); w && n < max;
+         w = strtok_r(NULL, " ,", &save))
+        out[n++] = w;
+    return n;
+}
+
+/* parsed_options for the workers: what a Locust worker reads from its master. */
+static void pack_options(struct cc_runner *r, struct cc_dbuf *b)
+{
+    const struct cc_options *o = r->o;
+    char *tags = cc_xstrdup(o->tags ? o->tags : ""),
+         *ex = cc_xstrdup(o->exclude_tags ? o->exclude_tags : "");
+    const char *tag_list[64], *ex_list[64];
+    size_t ntags = split_words(tags, tag_list, 64), nex = split_words(ex, ex_list, 64);
+    const char *host = r->host ? r->host : o->host;
+    struct cc_dopt opts[] = {
+        {.key = "host", .type = host ? CC_DOPT_STR : CC_DOPT_NIL, .s = host},
+        {.key = "num_users", .type = CC_DOPT_INT, .i = (int64_t)r->target},
+        {.key = "spawn_rate", .type = CC_DOPT_NUM, .d = r->rate},
+        {.key = "run_time",
+         .type = r->run_time > 0 ? CC_DOPT_INT : CC_DOPT_NIL,
+         .i = (int64_t)r->run_time},
+        {.key = "stop_timeout", .type = CC_DOPT_NUM, .d = r->stop_timeout},
+        {.key = "tags",
+         .type = ntags ? CC_DOPT_LIST : CC_DOPT_NIL,
+         .list = tag_list,
+         .nlist = ntags},
+        {.key = "exclude_tags",
+         .type = nex ? CC_DOPT_LIST : CC_DOPT_NIL,
+         .list = ex_list,
+         .nlist = nex},
+        {.key = "headless", .type = CC_DOPT_BOOL, .b = r->headless},
+    };
+    cc_dmsg_pack_options(&b->pk, opts, CC_ARRAY_LEN(opts));
+    cc_free(tags);
+    cc_free(ex);
+}
+
+/* Starts the test on the workers, or gives the running one a new target. */
+static void master_start(struct cc_runner *r, size_t target, double rate, const bool *allowed)
+{
+    r->target = target;
+    r->rate = rate;
+    r->spawn_complete = false;
+    struct cc_dist_class *cls = cc_xcalloc(r->nclasses + 1, sizeof(*cls));
+    for (uint32_t c = 0; c < r->nclasses; c++) {
+        bool in = !allowed || allowed[c];
+        cls[c] = (struct cc_dist_class){.name = r->class_names[c],
+                                        .weight = in ? r->weights[c] : 0,
+                                        .fixed_count = in ? r->fixed[c] : 0};
+    }
+    struct cc_dbuf b;
+    cc_dbuf_init(&b);
+    pack_options(r, &b);
+    struct cc_dist_test t = {
+        .users = target,
+        .rate = rate,
+        .classes = cls,
+        .nclasses = r->nclasses,
+        .host = r->host ? r->host : r->o->host,
+        .stop_timeout = r->stop_timeout,
+        .has_stop_timeout = true,
+        .options = b.sb.data,
+        .options_len = b.sb.size,
+    };
+    int rc = cc_dist_master_start(r->master, &t);
+    cc_dbuf_release(&b);
+    cc_free(cls);
+    if (rc == -ENOTCONN)
+        stop(r, "No worker is connected: the test cannot start (start some with --worker)",
+             r->headless);
+    else if (rc != 0)
+        stop(r, "The master could not start the test", r->headless);
+}
+
+static void m_expected_workers(struct cc_dist_master *m, unsigned ready, void *data)
+{
+    (void)m;
+    struct cc_runner *r = data;
+    uv_timer_stop(&r->expect_timer);
+    if (r->state != ST_READY || !(r->headless || r->o->autostart)) return;
+    cc_info("runner", "%u workers connected: starting", ready);
+    char *err = NULL;
+    long users = r->o->users < 0 ? 1 : r->o->users;
+    double rate = r->o->spawn_rate > 0 ? r->o->spawn_rate : 1;
+    if (cc_runner_swarm(r, users, rate, NULL, r->o->run_time, &err) != 0) {
+        cc_error("runner", "%s", err);
+        cc_free(err);
+    }
+}
+
+static void m_spawning_complete(struct cc_dist_master *m, uint64_t user_count, void *data)
+{
+    (void)m;
+    struct cc_runner *r = data;
+    if (r->state != ST_RUNNING || r->spawn_complete) return;
+    r->spawn_complete = true; /* src/dist logged it */
+    fire(r, "spawning_complete", (int)user_count, NULL);
+    if (r->o->reset_stats) {
+        r->reset_after_tick = true;
+        request_shards(r);
+    }
+}
+
+static void m_stopped(struct cc_dist_master *m, void *data)
+{
+    (void)m;
+    struct cc_runner *r = data;
+    if (r->state != ST_STOPPING) return;
+    r->users_done = r->nworkers;
+    users_stopped(r);
+}
+
+static void m_no_workers(struct cc_dist_master *m, void *data)
+{
+    (void)m;
+    struct cc_runner *r = data;
+    stop(r, "Every worker is gone: stopping the test", r->headless);
+}
+
+static void m_closed(void *data)
+{
+    struct cc_runner *r = data;
+    r->master = NULL;
+    if (!r->tearing_down) uv_stop(&r->loop);
+}
+
+static const struct cc_dist_master_cbs master_cbs = {
+    .on_expected_workers = m_expected_workers,
+    .on_spawning_complete = m_spawning_complete,
+    .on_stopped = m_stopped,
+    .on_no_workers = m_no_workers,
+    .on_closed = m_closed,
+};
+
+static void expect_timeout(uv_timer_t *t)
+{
+    struct cc_runner *r = cc_container_of(t, struct cc_runner, expect_timer);
+    if (r->state != ST_READY) return;
+    cc_error("runner", "Gave up waiting for workers to connect: %zu of %ld after %.0f s",
+             cc_dist_master_worker_count(r->master), r->o->expect_workers,
+             r->o->expect_workers_max_wait);
+    r->exit_code = 1;
+    close_all(r);
+}
+
+/* The master listens for its workers; headless, it starts once enough of them are there. */
+static void master_listen(struct cc_runner *r)
+{
+    const struct cc_options *o = r->o;
+    struct cc_dist_master_opts mo;
+    cc_dist_master_opts_init(&mo);
+    mo.bind_host = o->master_bind_host;
+    mo.bind_port = (int)o->master_bind_port;
+    bool autostart = r->headless || o->autostart;
+    mo.expect_workers = autostart ? (unsigned)(o->expect_workers > 0 ? o->expect_workers : 1) : 0;
+    mo.rebalance = o->enable_rebalancing;
+    mo.agg = &r->agg;
+    mo.curve = r->use_curve ? &r->curve : NULL;
+    char *err = NULL;
+    int rc = cc_dist_master_new(&r->loop, &mo, &master_cbs, r, &r->master, &err);
+    if (rc != 0) {
+        cc_error("runner", "The master cannot listen on %s:%ld: %s", o->master_bind_host,
+                 o->master_bind_port, err ? err : cc_strerror(rc));
+        cc_free(err);
+        r->exit_code = 1;
+        close_all(r);
+        return;
+    }
+    r->state = ST_READY;
+    cc_info("runner", "Master listening on %s:%d", o->master_bind_host,
+            cc_dist_master_port(r->master));
+    if (autostart) {
+        cc_info("runner", "Waiting for workers to be ready, 0 of %u connected", mo.expect_workers);
+        if (o->expect_workers_max_wait > 0)
+            uv_timer_start(&r->expect_timer, expect_timeout,
+                           (uint64_t)(o->expect_workers_max_wait * 1000), 0);
+    }
+}
+
+/* ---- distributed mode: the worker ------------------------------------------------------------ */
+
+/* Makes the users of this process what the master asked for, class by class, at once (the
+ * master paces the ramp); the master hears once every thread runs them. */
+static void worker_apply(struct cc_runner *r)
+{
+    struct cc_dispatch_entry e;
+    size_t total = 0;
+    for (uint32_t c = 0; c < r->nclasses; c++) {
+        while (r->dispatch.count[c] > r->dist_counts[c] &&
+               cc_dispatch_remove_class(&r->dispatch, c, &e))
+            r->batch_stop[e.worker * r->nclasses + e.cls]++;
+        while (r->dispatch.count[c] < r->dist_counts[c]) {
+            cc_dispatch_add_class(&r->dispatch, c, &e);
+            r->batch[e.worker * r->nclasses + e.cls]++;
+        }
+        total += r->dist_counts[c];
+    }
+    r->target = total;
+    send_batch(r, r->batch_stop, CC_MSG_STOP_USERS);
+    send_batch(r, r->batch, CC_MSG_SPAWN);
+    send_arrival_rates(r);
+    r->ramping = false;
+    r->spawn_complete = false;
+    check_spawn_complete(r);
+}
+
+static void w_spawn(struct cc_dist_worker *w, const struct cc_dist_spawn *s, void *data)
+{
+    (void)w;
+    struct cc_runner *r = data;
+    for (size_t i = 0; i < s->nunknown; i++)
+        cc_warn("runner", "The master asks for users of class %s, which %s does not have",
+                s->unknown[i], r->o->locustfile);
+    if (s->has_stop_timeout) r->stop_timeout = s->stop_timeout;
+    memcpy(r->dist_counts, s->counts, r->nclasses * sizeof(*r->dist_counts));
+    if (s->host && (!r->host || strcmp(r->host, s->host) != 0)) set_host(r, s->host);
+    switch (r->state) {
+    case ST_READY:
+    case ST_STOPPED: { /* a new test: test_start, then the counts (test_start_done -> ramp) */
+        char *err = NULL;
+        if (cc_runner_swarm(r, 0, 1, NULL, 0, &err) != 0) {
+            cc_error("runner", "%s", err);
+            cc_free(err);
+        }
+        break;
+    }
+    case ST_RUNNING:
+        worker_apply(r);
+        break;
+    default: /* starting: applied when test_start is done; stopping: too late */
+        break;
+    }
+}
+
+static void w_all_spawned(struct cc_dist_worker *w, uint64_t user_count, void *data)
+{
+    (void)w;
+    struct cc_runner *r = data;
+    cc_info("runner", "All users spawned: %llu total users (this worker: %u)",
+            (unsigned long long)user_count, live_users(r));
+    fire(r, "spawning_complete", (int)user_count, NULL);
+}
+
+static void w_stop(struct cc_dist_worker *w, void *data)
+{
+    (void)w;
+    struct cc_runner *r = data;
+    if (r->state == ST_RUNNING || r->state == ST_STARTING)
+        stop(r, "The master stopped the test", false);
+    else
+        cc_dist_worker_stopped(r->dworker);
+}
+
+static void w_quit(struct cc_dist_worker *w, void *data)
+{
+    (void)w;
+    stop(data, "The master quit: shutting down", true);
+}
+
+static void w_master_lost(struct cc_dist_worker *w, const char *why, void *data)
+{
+    (void)w;
+    struct cc_runner *r = data;
+    cc_error("runner", "Lost the master: %s", why);
+    r->master_lost = true;
+    stop(r, "Shutting down without a master", true);
+}
+
+static void w_closed(void *data)
+{
+    struct cc_runner *r = data;
+    r->dworker = NULL;
+    if (!r->tearing_down) uv_stop(&r->loop);
+}
+
+static const struct cc_dist_worker_cbs worker_cbs = {
+    .on_spawn = w_spawn,
+    .on_all_spawned = w_all_spawned,
+    .on_stop = w_stop,
+    .on_quit = w_quit,
+    .on_master_lost = w_master_lost,
+    .on_closed = w_closed,
+};
+
+/* Every thread has loaded the script: the worker joins its master. */
+static void worker_join(struct cc_runner *r)
+{
+    const struct cc_options *o = r->o;
+    struct cc_dist_worker_opts wo;
+    cc_dist_worker_opts_init(&wo);
+    wo.master_host = o->master_host;
+    wo.master_port = (int)o->master_port;
+    wo.version = CC_VERSION;
+    wo.nclasses = r->nclasses;
+    wo.class_names = (const char *const *)r->class_names;
+    wo.cpu_threads = r->nworkers;
+    wo.master_timeout_s = o->heartbeat_timeout;
+    wo.curve = r->use_curve ? &r->curve : NULL;
+    int rc = cc_dist_worker_new(&r->loop, &wo, &worker_cbs, r, &r->dworker);
+    if (rc != 0) {
+        cc_error("runner", "The worker cannot start: %s", cc_strerror(rc));
+        r->exit_code = 1;
+        close_all(r);
+        return;
+    }
+}
+
+/* CURVE keys from the options; returns -1 with a message in *|err| (caller frees). */
+static int load_curve(struct cc_runner *r, char **err)
+{
+    const struct cc_options *o = r->o;
+    if (!o->curve_secret_key) {
+        if (o->curve_server_key || o->curve_allow) {
+            *err = cc_xstrdup("--curve-server-key and --curve-allow need --curve-secret-key");
+            return -1;
+        }
+        return 0;
+    }
+    struct cc_zcurve *c = &r->curve;
+    c->server = r->is_master;
+    if (cc_zcurve_load_key(o->curve_secret_key, "secret-key", c->secret_key, err) != 0) return -1;
+    if (cc_zcurve_public_from_secret(c->secret_key, c->public_key) != 0) {
+        *err = cc_xstrdup("--curve-secret-key: not a valid CURVE secret key");
+        return -1;
+    }
+    if (r->is_worker) {
+        if (!o->curve_server_key) {
+            *err = cc_xstrdup("a worker with --curve-secret-key also needs --curve-server-key, "
+                              "the master's public key");
+            return -1;
+        }
+        if (cc_zcurve_load_key(o->curve_server_key, "public-key", c->server_key, err) != 0)
+            return -1;
+    } else if (o->curve_allow) {
+        char *copy = cc_xstrdup(o->curve_allow);
+        const char *specs[1024];
+        size_t n = split_words(copy, specs, 1024);
+        r->curve_allowed = cc_xcalloc(n + 1, sizeof(*r->curve_allowed));
+        for (size_t i = 0; i < n; i++) {
+            if (cc_zcurve_load_key(specs[i], "public-key", r->curve_allowed[i], err) != 0) {
+                cc_free(copy);
+                return -1;
+            }
+        }
+        c->allowed = r->curve_allowed;
+        c->nallowed = n;
+        cc_free(copy);
+    }
+    r->use_curve = true;
+    return 0;
+}
+
 /* ---- set-up and tear-down -------------------------------------------------------------- */
 
 static void close_all(struct cc_runner *r)
 {
     if (r->state == ST_DONE) return;
     r->state = ST_DONE;
+    uv_timer_stop(&r->expect_timer);
     to_all(r, CC_MSG_QUIT, 0);
+    /* a master quits its workers and a worker says goodbye first; their on_closed stops the
+     * loop */
+    if (r->master) {
+        cc_dist_master_quit(r->master);
+        return;
+    }
+    if (r->dworker) {
+        cc_dist_worker_close(r->dworker, !r->master_lost);
+        return;
+    }
     uv_stop(&r->loop);
 }
 
@@ -898,6 +1370,10 @@ static void init_done(struct cc_fiber *f, void *arg)
 {
     (void)f;
     struct cc_runner *r = arg;
+    if (r->is_master) { /* no users here: ready once the master listens */
+        master_listen(r);
+        return;
+    }
     for (unsigned w = 0; w < r->nworkers; w++)
         cc_worker_start(&r->workers[w]);
 }
@@ -1013,10 +1489,13 @@ static int early_exit(struct cc_runner *r)
     return -1;
 }
 
-int cc_run(const struct cc_options *o, const char *lua_dir)
+static int run(const struct cc_options *o, const char *lua_dir)
 {
     struct cc_runner *r = cc_xcalloc(1, sizeof(*r));
     r->o = o;
+    r->is_master = o->master;
+    r->is_worker = o->worker;
+    r->stop_timeout = o->stop_timeout;
     CC_ASSERT(uv_loop_init(&r->loop) == 0);
     uv_async_init(&r->loop, &r->async, async_cb);
     cc_mq_init(&r->inbox, &r->async);
@@ -1026,13 +1505,14 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     uv_timer_init(&r->loop, &r->stop_timer);
     uv_timer_init(&r->loop, &r->shape_timer);
     uv_timer_init(&r->loop, &r->arrival_timer);
+    uv_timer_init(&r->loop, &r->expect_timer);
     uv_signal_init(&r->loop, &r->sigint);
     uv_signal_init(&r->loop, &r->sigterm);
     r->sigint.data = r->sigterm.data = r;
     cc_shard_init(&r->shard);
     cc_recorder_init(&r->rec, &r->shard);
     cc_agg_init(&r->agg, o->csv_full_history);
-    r->nworkers = thread_count(o);
+    r->nworkers = r->is_master ? 0 : thread_count(o); /* a master's workers run the users */
     r->name_width = cc_console_name_width();
 
     r->options_lua = cc_options_to_lua(o);
@@ -1052,7 +1532,10 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
 
     int code = -1;
     char *err = NULL;
-    if (access(o->locustfile, R_OK) != 0) {
+    if (r->is_master && r->is_worker) {
+        fprintf(stderr, "cicada: --master and --worker cannot be given together\n");
+        code = 2;
+    } else if (access(o->locustfile, R_OK) != 0) {
         fprintf(stderr, "cicada: cannot read the script %s (give it with -f FILE)\n",
                 o->locustfile);
         code = 1;
@@ -1064,6 +1547,11 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
         r->vm.agg = &r->agg;
         code = early_exit(r);
         if (code < 0 && !read_classes(r)) code = 1;
+        if (code < 0 && load_curve(r, &err) != 0) {
+            fprintf(stderr, "cicada: %s\n", err);
+            cc_free(err);
+            code = 2;
+        }
         if (code < 0 && cc_vm_pcall(&r->vm, "has_thresholds", 0, 2) == 0) {
             r->abort_thresholds = lua_toboolean(r->vm.L, -1);
             lua_pop(r->vm.L, 2);
@@ -1084,13 +1572,14 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     }
 
     if (code < 0) {
-        r->headless = o->headless;
-        if (!o->headless && !(r->web = cc_webui_start(r, &r->loop, o, &err))) {
+        /* a worker neither starts nor quits on its own, and has no UI: its master decides */
+        r->headless = o->headless && !r->is_worker;
+        if (!o->headless && !r->is_worker && !(r->web = cc_webui_start(r, &r->loop, o, &err))) {
             fprintf(stderr, "cicada: %s\n", err);
             cc_free(err);
             code = 1;
         }
-        r->periodic_table = !o->only_summary && (r->headless || o->print_stats);
+        r->periodic_table = !o->only_summary && !r->is_worker && (r->headless || o->print_stats);
         r->status_line = r->headless && !o->only_summary && isatty(STDERR_FILENO);
         if (o->csv) {
             if (cc_csv_open(&r->csv, o->csv, o->csv_full_history, &err) != 0) {
@@ -1110,6 +1599,7 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
         r->spawns_acked = cc_xcalloc(r->nworkers, sizeof(uint64_t));
         r->test_counts = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
         r->sent_rate = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(double));
+        r->dist_counts = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
         cc_dispatch_init(&r->dispatch, r->nclasses, r->weights, r->fixed, r->nworkers);
         r->workers = cc_xcalloc(r->nworkers, sizeof(*r->workers));
         for (unsigned w = 0; w < r->nworkers; w++) {
@@ -1137,6 +1627,9 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     }
 
     /* tear-down */
+    r->tearing_down = true;
+    if (r->master) cc_dist_master_close(r->master);
+    if (r->dworker) cc_dist_worker_close(r->dworker, false);
     if (r->vm.L) cc_vm_close(&r->vm);
     cc_webui_free(r->web); /* runs the loop until the UI is closed: no Lua runs any more */
     cc_vm_release(&r->vm);
@@ -1165,6 +1658,8 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     cc_free(r->history);
     cc_free(r->test_counts);
     cc_free(r->sent_rate);
+    cc_free(r->dist_counts);
+    cc_free(r->curve_allowed);
     for (uint32_t i = 0; r->arrival && i < r->nclasses; i++) {
         cc_free(r->arrival[i].duration);
         cc_free(r->arrival[i].rate);
@@ -1173,6 +1668,130 @@ int cc_run(const struct cc_options *o, const char *lua_dir)
     cc_free(r->host);
     cc_free(r->picked);
     cc_free(r);
+    return code;
+}
+
+/* ---- --processes: local worker processes ------------------------------------------------- */
+
+/* A free TCP port on 127.0.0.1 for a local master, or 0. */
+static int free_local_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int port = 0;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/*
+ * Forks |n| worker processes before anything else exists (threads, loops, ZeroMQ), each a
+ * worker of the master at |host|:|port| with one thread unless --threads says otherwise. They
+ * leave the terminal's process group, so that Ctrl-C reaches only the parent, which ends them
+ * through the protocol; they also end if the parent dies. Returns the pids.
+ */
+static pid_t *fork_workers(const struct cc_options *o, long n, const char *host, int port,
+                           const char *lua_dir, int *child_code)
+{
+    pid_t parent = getpid();
+    pid_t *pids = cc_xcalloc((size_t)n + 1, sizeof(pid_t));
+    fflush(NULL);
+    for (long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            cc_error("main", "fork failed: %s", strerror(errno));
+            break;
+        }
+        if (pid == 0) {
+            setpgid(0, 0);
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) _exit(1);
+            struct cc_options c = *o;
+            c.master = false;
+            c.worker = true;
+            c.processes = 0;
+            c.master_host = (char *)host;
+            c.master_port = port;
+            if (c.threads <= 0) c.threads = 1;
+            c.csv = c.json_file = c.html = c.json_stream = NULL;
+            c.json = false;
+            *child_code = run(&c, lua_dir);
+            cc_free(pids);
+            return NULL;
+        }
+        pids[i] = pid;
+    }
+    return pids;
+}
+
+/* Waits up to |grace_s| for the children, then kills what is left. */
+static void reap_workers(pid_t *pids, long n, double grace_s)
+{
+    uint64_t deadline = cc_now_ns() + (uint64_t)(grace_s * 1e9);
+    for (long i = 0; i < n; i++) {
+        while (pids[i] > 0) {
+            pid_t got = waitpid(pids[i], NULL, WNOHANG);
+            if (got == pids[i] || (got < 0 && errno != EINTR)) {
+                pids[i] = 0;
+            } else if (cc_now_ns() > deadline) {
+                kill(pids[i], SIGKILL);
+                waitpid(pids[i], NULL, 0);
+                pids[i] = 0;
+            } else {
+                usleep(20000);
+            }
+        }
+    }
+}
+
+int cc_run(const struct cc_options *o, const char *lua_dir)
+{
+    if (o->processes == 0) return run(o, lua_dir);
+    long n = o->processes;
+    if (n < 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? cpus : 1;
+    }
+    if (o->master) {
+        fprintf(stderr, "cicada: --processes makes its own local master; drop --master (or run "
+                        "the master apart and give the workers --worker --processes)\n");
+        return 2;
+    }
+    int child_code = 0;
+    if (o->worker) { /* N workers for a remote master; this process only waits for them */
+        pid_t *pids = fork_workers(o, n, o->master_host, (int)o->master_port, lua_dir, &child_code);
+        if (!pids) return child_code;
+        signal(SIGINT, SIG_IGN); /* the workers end through their master */
+        int code = 0;
+        for (long i = 0; i < n; i++) {
+            int st = 0;
+            if (pids[i] > 0 && waitpid(pids[i], &st, 0) > 0 && WIFEXITED(st) && WEXITSTATUS(st))
+                code = WEXITSTATUS(st);
+        }
+        cc_free(pids);
+        return code;
+    }
+    /* all in one: a master on a local port and N workers under it */
+    int port = free_local_port();
+    if (!port) {
+        fprintf(stderr, "cicada: no free local port for the master of --processes\n");
+        return 1;
+    }
+    pid_t *pids = fork_workers(o, n, "127.0.0.1", port, lua_dir, &child_code);
+    if (!pids) return child_code;
+    struct cc_options m = *o;
+    m.master = true;
+    m.processes = 0;
+    m.master_bind_host = (char *)"127.0.0.1";
+    m.master_bind_port = port;
+    m.expect_workers = n;
+    int code = run(&m, lua_dir);
+    reap_workers(pids, n, 10);
+    cc_free(pids);
     return code;
 }
 
@@ -1195,10 +1814,20 @@ void cc_runner_view(const struct cc_runner *r, struct cc_runner_view *v)
     v->history = r->history;
     v->history_n = r->history_n;
     v->locustfile = r->o->locustfile;
+    v->distributed = r->is_master;
+    v->workers = r->master ? cc_dist_master_nodes(r->master, &v->nworkers) : NULL;
+    if (!r->master) v->nworkers = 0;
 }
 
 uint32_t cc_runner_class_users(const struct cc_runner *r, uint32_t cls)
 {
+    if (r->master) {
+        uint32_t *per = cc_xcalloc(r->nclasses + 1, sizeof(uint32_t));
+        master_users(r, per, true);
+        uint32_t n = cls < r->nclasses ? per[cls] : 0;
+        cc_free(per);
+        return n;
+    }
     uint32_t n = 0;
     for (unsigned w = 0; w < r->nworkers; w++)
         n += r->reported[w * r->nclasses + cls];

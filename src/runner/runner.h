@@ -51,6 +51,8 @@ struct cc_history_point {
     double avg_ms; /* average over the test so far */
 };
 
+struct cc_dist_node;
+
 struct cc_runner_view {
     const char *state;   /* Locust's names: "ready", "spawning", "running", "stopping", "stopped" */
     uint32_t user_count; /* users running now */
@@ -66,6 +68,10 @@ struct cc_runner_view {
     const struct cc_history_point *history;
     size_t history_n;
     const char *locustfile;
+    /* a distributed master's workers (src/dist/master.h), NULL otherwise */
+    const struct cc_dist_node *const *workers;
+    size_t nworkers;
+    bool distributed; /* this process is a distributed master */
 };
 
 /* A snapshot of the run, valid until the loop runs again. */

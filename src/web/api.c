@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* api.c: the web UI's JSON and Prometheus answers; see api.h. */
 #include "web/api.h"
+#include "dist/master.h"
 #include "report/report.h"
 
 #include <math.h>
@@ -110,9 +111,22 @@ json_t *cc_api_stats_requests(const struct cc_runner_view *v)
     json_object_set_new(pct, "response_time_percentile_0.95", have ? num(cur[1]) : json_null());
     json_object_set_new(root, "current_response_time_percentiles", pct);
 
-    /* Filled by a distributed master; a local run has no workers. */
-    json_object_set_new(root, "workers", json_array());
-    json_object_set_new(root, "worker_count", json_integer(0));
+    /* A distributed master's workers, as Locust lists them; a local run has none. */
+    json_t *workers = json_array();
+    size_t live = 0;
+    for (size_t i = 0; i < v->nworkers; i++) {
+        const struct cc_dist_node *node = v->workers[i];
+        json_t *w = json_object();
+        json_object_set_new(w, "id", json_string(node->id));
+        json_object_set_new(w, "state", json_string(cc_dist_node_state_name(node->state)));
+        json_object_set_new(w, "user_count", json_integer((json_int_t)node->user_count));
+        json_object_set_new(w, "cpu_usage", json_real(node->cpu));
+        json_object_set_new(w, "memory_usage", json_integer((json_int_t)node->memory));
+        json_array_append_new(workers, w);
+        if (node->state != CC_DN_MISSING && node->state != CC_DN_STOPPED) live++;
+    }
+    json_object_set_new(root, "workers", workers);
+    json_object_set_new(root, "worker_count", json_integer((json_int_t)live));
     json_object_set_new(root, "state", json_string(v->state));
     json_object_set_new(root, "user_count", json_integer(v->user_count));
     return root;

@@ -222,7 +222,7 @@ static void h_ui_state(struct cc_webui *ui, struct cc_httpd_req *req)
     json_object_set_new(root, "defaults", d);
     json_object_set_new(root, "full_history", json_boolean(o->csv && o->csv_full_history));
     json_object_set_new(root, "percentiles_to_chart", json_pack("[f,f]", 0.5, 0.95));
-    json_object_set_new(root, "is_distributed", json_false());
+    json_object_set_new(root, "is_distributed", json_boolean(v.distributed));
     cc_httpd_respond_json(req, 200, root);
     json_decref(root);
 }
