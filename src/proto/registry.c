@@ -3,6 +3,7 @@
 #include "proto/registry.h"
 #include "lua/api.h"
 #include "proto/http/http_lua.h"
+#include "proto/socket/sock_lua.h"
 #include "proto/xmlrpc/xmlrpc_lua.h"
 
 static const struct {
@@ -11,6 +12,14 @@ static const struct {
 } modules[] = {
     {"cicada.http.core", http_lua_open},
     {"cicada.xmlrpc.core", xmlrpc_lua_open},
+    /* cooperative LuaSocket and LuaSec: ahead of Debian's blocking C modules */
+    {"cicada.socket.core", sock_lua_open},
+    {"socket.core", sock_lua_open_socket_core},
+    {"ssl", sock_lua_open_ssl},
+    {"ssl.core", sock_lua_open_refused},
+    {"ssl.context", sock_lua_open_refused},
+    {"socket.unix", sock_lua_open_refused},
+    {"socket.serial", sock_lua_open_refused},
 };
 
 void cc_proto_preload(lua_State *L)

@@ -195,3 +195,35 @@ class Nginx:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def socket_faults(cert_dir):
+    """The line server of the LuaSocket tests (tests/servers/socket_faults.py): .port takes a
+    command line first; .modes maps garbage, stall and tls-echo to their ports. |cert_dir|
+    holds server.pem and server.key (make_certs) for tls-echo."""
+    p = Process([PYTHON, os.path.join(SERVERS, "socket_faults.py"), cert_dir], lines=4)
+    p.modes = {m: int(u.rsplit(":", 1)[1]) for m, _, u in (line.split() for line in p.lines[1:])}
+    return p
+
+
+class RedisServer:
+    """redis-server on a free loopback port (.port), without persistence."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cicada-redis-")
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--maxclients", "1000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
