@@ -141,6 +141,8 @@ end
 
 -- Protocol user classes load on first use: cicada.HttpUser is cicada.http's.
 local lazy = { HttpUser = "cicada.http", XmlRpcUser = "cicada.xmlrpc", LoadTestShape = "cicada.shape", stages = "cicada.shape" }
+lazy.PostgresUser = "cicada.postgres"
+lazy.KafkaUser = "cicada.kafka"
 setmetatable(cicada, {
     __index = function(t, k)
         local mod = lazy[k]

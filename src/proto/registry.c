@@ -3,6 +3,8 @@
 #include "proto/registry.h"
 #include "lua/api.h"
 #include "proto/http/http_lua.h"
+#include "proto/kafka/kafka_lua.h"
+#include "proto/pg/pg_lua.h"
 #include "proto/socket/sock_lua.h"
 #include "proto/xmlrpc/xmlrpc_lua.h"
 
@@ -12,6 +14,8 @@ static const struct {
 } modules[] = {
     {"cicada.http.core", http_lua_open},
     {"cicada.xmlrpc.core", xmlrpc_lua_open},
+    {"cicada.postgres.core", pg_lua_open},
+    {"cicada.kafka.core", kafka_lua_open},
     /* cooperative LuaSocket and LuaSec: ahead of Debian's blocking C modules */
     {"cicada.socket.core", sock_lua_open},
     {"socket.core", sock_lua_open_socket_core},

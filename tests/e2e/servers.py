@@ -227,3 +227,23 @@ class RedisServer:
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
 
+
+def postgres(settings=()):
+    """A private PostgreSQL server (pg_server.py): .url, .conninfo, .port, .psql(sql), .stop()."""
+    from pg_server import Postgres
+    return Postgres(settings)
+
+
+def pg_faults():
+    """The PostgreSQL fault server: .url is its well-behaved port, .modes maps each fault to its
+    URL."""
+    p = Process([PYTHON, os.path.join(SERVERS, "pg_faults.py")], lines=7)
+    p.modes = dict(line.split() for line in p.lines[1:])
+    return p
+
+
+def kafka_mock(brokers=3, topics=()):
+    """librdkafka's mock cluster (kafka_server.py): .bootstrap, .down(id), .up(id), .stop()."""
+    from kafka_server import KafkaMock
+    return KafkaMock(brokers, topics)
+
