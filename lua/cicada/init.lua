@@ -143,6 +143,8 @@ end
 local lazy = { HttpUser = "cicada.http", XmlRpcUser = "cicada.xmlrpc", LoadTestShape = "cicada.shape", stages = "cicada.shape" }
 lazy.PostgresUser = "cicada.postgres"
 lazy.KafkaUser = "cicada.kafka"
+lazy.MqttUser = "cicada.mqtt"
+lazy.RedisUser = "cicada.redis"
 setmetatable(cicada, {
     __index = function(t, k)
         local mod = lazy[k]

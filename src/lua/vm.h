@@ -103,7 +103,7 @@ struct cc_vm_hooks {
  * |close| runs when the vm closes, before its Lua state goes: it must close the module's handles
  * (their callbacks run as the loop winds down) and make what Lua still holds inert.
  */
-enum cc_vm_ext_slot { CC_EXT_HTTP, CC_EXT_API, CC_EXT_SOCKET, CC_EXT_PG, CC_EXT_KAFKA, CC_EXT_MAX };
+enum cc_vm_ext_slot { CC_EXT_HTTP, CC_EXT_API, CC_EXT_SOCKET, CC_EXT_PG, CC_EXT_KAFKA, CC_EXT_MQTT, CC_EXT_REDIS, CC_EXT_MAX };
 
 struct cc_vm_ext {
     void *state;

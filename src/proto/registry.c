@@ -4,7 +4,9 @@
 #include "lua/api.h"
 #include "proto/http/http_lua.h"
 #include "proto/kafka/kafka_lua.h"
+#include "proto/mqtt/mqtt_lua.h"
 #include "proto/pg/pg_lua.h"
+#include "proto/redis/redis_lua.h"
 #include "proto/socket/sock_lua.h"
 #include "proto/xmlrpc/xmlrpc_lua.h"
 
@@ -16,6 +18,8 @@ static const struct {
     {"cicada.xmlrpc.core", xmlrpc_lua_open},
     {"cicada.postgres.core", pg_lua_open},
     {"cicada.kafka.core", kafka_lua_open},
+    {"cicada.mqtt.core", mqtt_lua_open},
+    {"cicada.redis.core", redis_lua_open},
     /* cooperative LuaSocket and LuaSec: ahead of Debian's blocking C modules */
     {"cicada.socket.core", sock_lua_open},
     {"socket.core", sock_lua_open_socket_core},

@@ -247,3 +247,76 @@ def kafka_mock(brokers=3, topics=()):
     from kafka_server import KafkaMock
     return KafkaMock(brokers, topics)
 
+
+class Mosquitto:
+    """A mosquitto broker on a free loopback port (.port; MQTT over TLS on .tls_port with
+    |tls|, certificates from make_certs in .dir). With |users| ({name: password}) it has a
+    password file and refuses anonymous clients. stop() and start() again keep the ports."""
+
+    def __init__(self, users=None, tls=False):
+        self.dir = tempfile.mkdtemp(prefix="cicada-mosquitto-")
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
+        # set_tcp_nodelay: without it the broker's small acknowledgements wait on Nagle's
+        # algorithm and the client's delayed ACKs (about 40 ms for QoS 2 here)
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false",
+                 "set_tcp_nodelay true"]
+        if os.geteuid() == 0:  # as root it would drop to the mosquitto user, who cannot read here
+            lines.append("user root")
+        if users:
+            pw = os.path.join(self.dir, "passwords")
+            for i, (name, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if i == 0 else []) +
+                               [pw, name, password], check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        if tls:
+            make_certs(self.dir)
+            d = self.dir
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {d}/ca.pem",
+                      f"certfile {d}/server.pem", f"keyfile {d}/server.key"]
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = None
+        self.start()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "mosquitto.log"), "a")
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        for port in (self.port, self.tls_port):
+            if port:
+                wait_port(port)
+
+    def kill(self):
+        """Stops the broker at once, as a crash would (the test then start()s it again)."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+            self.log.close()
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def mqtt_faults():
+    """The MQTT fault server: .url is its first port (garbage), .modes maps each fault to its
+    URL."""
+    p = Process([PYTHON, os.path.join(SERVERS, "mqtt_faults.py")], lines=6)
+    p.modes = dict(line.split() for line in p.lines[1:])
+    return p
+
+
+def redis_faults():
+    """The Redis fault server: .url is its first port (garbage), .modes maps each fault to its
+    URL."""
+    p = Process([PYTHON, os.path.join(SERVERS, "redis_faults.py")], lines=6)
+    p.modes = dict(line.split() for line in p.lines[1:])
+    return p
