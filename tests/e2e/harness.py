@@ -43,6 +43,35 @@ class Result:
         return e["num_failures"] if e else 0
 
 
+# Lua for tests that check from inside a user: check(name, ok, msg) records a request of type
+# "check" named |name|, failed with |msg| when |ok| is false; CicadaTest.run_checks() then
+# asserts that checks ran and none failed.
+CHECK_LUA = """
+local function check(name, ok, msg)
+    cicada.record("check", name, 0, 0, (not ok) and (msg or "failed") or nil)
+end
+"""
+
+
+def checks_prelude(module, var):
+    """The top of a checking script: cicada, |module| required as |var|, and check()."""
+    return f'local cicada = require "cicada"\nlocal {var} = require "{module}"\n' + CHECK_LUA
+
+
+def one_shot(prelude, user_class, body, attrs=""):
+    """A script after |prelude| whose one user of cicada.|user_class| runs |body| once in
+    on_start, then ends the test."""
+    return prelude + f"""
+local U = cicada.{user_class}:extend("U", {{ {attrs} }})
+function U:on_start()
+{body}
+    error(cicada.StopTest)
+end
+U:task(function() end)
+return {{ U }}
+"""
+
+
 class CicadaTest(unittest.TestCase):
     """A test case with a private directory for scripts and outputs."""
 
@@ -94,6 +123,24 @@ class CicadaTest(unittest.TestCase):
         full_env.update(env or {})
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=full_env, cwd=self.dir)
+
+    def run_checks(self, script, host, *args, users=1, run_time="30", timeout=120):
+        """Runs |script| headless against |host|; asserts that its checks ran, that none failed
+        and that nothing raised. Returns the Result."""
+        r = self.cicada("--headless", "-u", str(users), "-r", "100", "-t", run_time, "-H", host,
+                        *args, script=script, timeout=timeout)
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        checks = [e for e in r.data["stats"] if e["type"] == "check"]
+        failed = [f for f in r.data.get("failures", []) if f["method"] == "check"]
+        self.assertEqual(failed, [], r.stderr[-3000:])
+        self.assertTrue(checks, "no check ran:\n" + r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        return r
+
+    @staticmethod
+    def errors(r, name):
+        """The failure messages recorded for requests named |name|."""
+        return [f["error"] for f in r.data["failures"] if f["name"] == name]
 
     def wait_for(self, predicate, timeout=30, what="condition"):
         deadline = time.monotonic() + timeout

@@ -4,16 +4,12 @@ import time
 import unittest
 
 import servers
-from harness import CicadaTest, main
+from harness import CicadaTest, checks_prelude, main
+from harness import one_shot as harness_one_shot
 
 # A script's checks become requests of type "check": a failed check is a failure whose error
 # says what was wrong, which the test then shows.
-CHECK = """
-local cicada = require "cicada"
-local mqtt = require "cicada.mqtt"
-local function check(name, ok, msg)
-    cicada.record("check", name, 0, 0, (not ok) and (msg or "failed") or nil)
-end
+CHECK = checks_prelude("cicada.mqtt", "mqtt") + """
 -- Waits (a bounded number of short sleeps) until fn() is true.
 local function wait_for(fn)
     for _ = 1, 300 do
@@ -27,31 +23,12 @@ end
 
 def one_shot(body, attrs=""):
     """A user that runs |body| once in on_start, then ends the test."""
-    return CHECK + f"""
-local U = cicada.MqttUser:extend("U", {{ {attrs} }})
-function U:on_start()
-{body}
-    error(cicada.StopTest)
-end
-U:task(function() end)
-return {{ U }}
-"""
+    return harness_one_shot(CHECK, "MqttUser", body, attrs)
 
 
 class MqttTest(CicadaTest):
     def run_checks(self, script, host, *args, users=1, run_time="30"):
-        r = self.cicada("--headless", "-u", str(users), "-r", "100", "-t", run_time, "-H", host,
-                        *args, script=script)
-        self.assertIsNotNone(r.data, r.stderr[-3000:])
-        checks = [e for e in r.data["stats"] if e["type"] == "check"]
-        failed = [f for f in r.data.get("failures", []) if f["method"] == "check"]
-        self.assertEqual(failed, [], r.stderr[-3000:])
-        self.assertTrue(checks, "no check ran:\n" + r.stderr[-3000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
-        return r
-
-    def errors(self, r, name):
-        return [f["error"] for f in r.data["failures"] if f["name"] == name]
+        return super().run_checks(script, host, *args, users=users, run_time=run_time)
 
 
 class Broker(MqttTest):

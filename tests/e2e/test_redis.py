@@ -7,44 +7,20 @@ import tempfile
 import unittest
 
 import servers
-from harness import CicadaTest, main
+from harness import CicadaTest, checks_prelude, main
+from harness import one_shot as harness_one_shot
 
-CHECK = """
-local cicada = require "cicada"
-local redis = require "cicada.redis"
-local function check(name, ok, msg)
-    cicada.record("check", name, 0, 0, (not ok) and (msg or "failed") or nil)
-end
-"""
+CHECK = checks_prelude("cicada.redis", "redis")
 
 
 def one_shot(body, attrs=""):
     """A user that runs |body| once in on_start, then ends the test."""
-    return CHECK + f"""
-local U = cicada.RedisUser:extend("U", {{ {attrs} }})
-function U:on_start()
-{body}
-    error(cicada.StopTest)
-end
-U:task(function() end)
-return {{ U }}
-"""
+    return harness_one_shot(CHECK, "RedisUser", body, attrs)
 
 
 class RedisTest(CicadaTest):
     def run_checks(self, script, host, *args, users=1, run_time="30"):
-        r = self.cicada("--headless", "-u", str(users), "-r", "100", "-t", run_time, "-H", host,
-                        *args, script=script)
-        self.assertIsNotNone(r.data, r.stderr[-3000:])
-        checks = [e for e in r.data["stats"] if e["type"] == "check"]
-        failed = [f for f in r.data.get("failures", []) if f["method"] == "check"]
-        self.assertEqual(failed, [], r.stderr[-3000:])
-        self.assertTrue(checks, "no check ran:\n" + r.stderr[-3000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
-        return r
-
-    def errors(self, r, name):
-        return [f["error"] for f in r.data["failures"] if f["name"] == name]
+        return super().run_checks(script, host, *args, users=users, run_time=run_time)
 
 
 class Server(RedisTest):
