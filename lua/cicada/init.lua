@@ -145,6 +145,7 @@ lazy.PostgresUser = "cicada.postgres"
 lazy.KafkaUser = "cicada.kafka"
 lazy.MqttUser = "cicada.mqtt"
 lazy.RedisUser = "cicada.redis"
+lazy.GrpcUser = "cicada.grpc"
 setmetatable(cicada, {
     __index = function(t, k)
         local mod = lazy[k]

@@ -454,8 +454,8 @@ void cc_vm_record(struct cc_vm *vm, const struct cc_ikey *key, uint64_t ns, uint
     cc_vm_record_for(vm, vm->current, key, ns, length, error, error_len);
 }
 
-void cc_vm_record_for(struct cc_vm *vm, struct cc_fiber *f, const struct cc_ikey *key,
-                      uint64_t ns, uint64_t length, const char *error, size_t error_len)
+void cc_vm_record_for(struct cc_vm *vm, struct cc_fiber *f, const struct cc_ikey *key, uint64_t ns,
+                      uint64_t length, const char *error, size_t error_len)
 {
     cc_recorder_request(vm->rec, key, ns, length, error, error_len);
     if (!f || f->intended == CC_INTENDED_NONE) return;

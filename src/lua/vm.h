@@ -103,7 +103,18 @@ struct cc_vm_hooks {
  * |close| runs when the vm closes, before its Lua state goes: it must close the module's handles
  * (their callbacks run as the loop winds down) and make what Lua still holds inert.
  */
-enum cc_vm_ext_slot { CC_EXT_HTTP, CC_EXT_API, CC_EXT_SOCKET, CC_EXT_PG, CC_EXT_KAFKA, CC_EXT_MQTT, CC_EXT_REDIS, CC_EXT_MAX };
+enum cc_vm_ext_slot {
+    CC_EXT_HTTP,
+    CC_EXT_API,
+    CC_EXT_WS,
+    CC_EXT_PG,
+    CC_EXT_KAFKA,
+    CC_EXT_SOCKET,
+    CC_EXT_MQTT,
+    CC_EXT_REDIS,
+    CC_EXT_BROWSER,
+    CC_EXT_MAX
+};
 
 struct cc_vm_ext {
     void *state;
@@ -229,8 +240,8 @@ int cc_fiber_await_arrival(lua_State *L, struct cc_fiber *f);
 void cc_vm_record(struct cc_vm *vm, const struct cc_ikey *key, uint64_t ns, uint64_t length,
                   const char *error, size_t error_len);
 /* The same for a request of fiber |f| (NULL: none) recorded from outside it (a loop callback). */
-void cc_vm_record_for(struct cc_vm *vm, struct cc_fiber *f, const struct cc_ikey *key,
-                      uint64_t ns, uint64_t length, const char *error, size_t error_len);
+void cc_vm_record_for(struct cc_vm *vm, struct cc_fiber *f, const struct cc_ikey *key, uint64_t ns,
+                      uint64_t length, const char *error, size_t error_len);
 /* Kills a fiber: its wait is cancelled and it resumes with the kill signal. */
 void cc_fiber_kill(struct cc_fiber *f);
 

@@ -2,6 +2,7 @@
 /* registry.c: the protocol modules scripts can require, preloaded into every Lua state. */
 #include "proto/registry.h"
 #include "lua/api.h"
+#include "proto/grpc/grpc_lua.h"
 #include "proto/http/http_lua.h"
 #include "proto/kafka/kafka_lua.h"
 #include "proto/mqtt/mqtt_lua.h"
@@ -15,6 +16,7 @@ static const struct {
     lua_CFunction open;
 } modules[] = {
     {"cicada.http.core", http_lua_open},
+    {"cicada.grpc.core", grpc_lua_open},
     {"cicada.xmlrpc.core", xmlrpc_lua_open},
     {"cicada.postgres.core", pg_lua_open},
     {"cicada.kafka.core", kafka_lua_open},

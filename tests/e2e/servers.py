@@ -320,3 +320,30 @@ def redis_faults():
     p = Process([PYTHON, os.path.join(SERVERS, "redis_faults.py")], lines=6)
     p.modes = dict(line.split() for line in p.lines[1:])
     return p
+
+
+def grpc_server(cert=None, key=None, v1=True):
+    """The gRPC test server (tests/servers/grpc_server.py, python3-grpcio): .url is its h2c
+    port; with |cert| and |key|, .tls_port serves TLS too. |v1|: reflection v1 as well as
+    v1alpha."""
+    argv = [PYTHON, os.path.join(SERVERS, "grpc_server.py")]
+    if cert:
+        argv += ["--cert", cert, "--key", key]
+    if not v1:
+        argv.append("--no-v1")
+    p = Process(argv, lines=2 if cert else 1)
+    p.tls_port = int(p.lines[1].rsplit(":", 1)[1]) if cert else None
+    return p
+
+
+def grpc_faults():
+    """The gRPC fault server: .url is its well-behaved port, .modes maps each fault to its URL."""
+    p = Process([PYTHON, os.path.join(SERVERS, "grpc_faults.py")], lines=11)
+    p.modes = dict(line.split() for line in p.lines[1:])
+    return p
+
+
+def hello_server(delay=0):
+    """The hello server of the gRPC example (examples/grpc/hello_server.py) on a free port."""
+    return Process([PYTHON, os.path.join(SOURCE, "examples", "grpc", "hello_server.py"),
+                    "--port", "0", "--delay", str(delay)])

@@ -216,9 +216,9 @@ uint32_t http_session_pool(struct http_session *s, bool tls, const char *host, u
     p->tls = tls;
     /* HTTP/2 by ALPN needs TLS; without it, only prior knowledge */
     uint8_t h2 = s->set.http2;
-    p->proto = h2 == HTTP2_OFF || (!tls && h2 != HTTP2_PRIOR) ? HTTP_PROTO_H1
-               : tls                                          ? HTTP_PROTO_UNKNOWN
-                                                              : HTTP_PROTO_H2;
+    p->proto = h2 == HTTP2_OFF || (!tls && h2 == HTTP2_ALPN) ? HTTP_PROTO_H1
+               : tls                                         ? HTTP_PROTO_UNKNOWN
+                                                             : HTTP_PROTO_H2;
     cc_grow((void **)&s->pools, &s->pools_cap, s->npools + 1, sizeof(*s->pools));
     s->pools[s->npools] = p;
     return s->npools++;
@@ -394,8 +394,14 @@ static void conn_open(struct http_pool *p, struct http_exchange *ex)
         return;
     }
     union cc_sockaddr local;
+    uint32_t connect_ms = s->set.connect_timeout_ms;
+    if (ex->deadline_ns) { /* a call's deadline bounds its connect too */
+        uint64_t now = cc_now_ns();
+        uint64_t left = ex->deadline_ns > now ? (ex->deadline_ns - now + 999999) / 1000000 : 1;
+        if (!connect_ms || left < connect_ms) connect_ms = (uint32_t)left;
+    }
     struct cc_conn_opts o = {.addr = &p->addr.sa,
-                             .connect_timeout_ms = s->set.connect_timeout_ms,
+                             .connect_timeout_ms = connect_ms,
                              .tls = p->tls ? s->tls : NULL,
                              .server_name = p->host};
     if (s->set.nsources) {
@@ -448,6 +454,23 @@ static void on_connect(struct cc_conn *cc, int status)
             h2_conn_start(c);
             return;
         }
+        if (p->s->set.http2 == HTTP2_REQUIRED) { /* it fails, and so does what waited for it */
+            char msg[400];
+            snprintf(msg, sizeof(msg),
+                     "%s does not speak HTTP/2 (TLS ALPN chose %s), which gRPC needs", p->authority,
+                     alpn ? alpn : "nothing");
+            struct http_exchange *q = p->queue;
+            p->queue = p->queue_tail = NULL;
+            p->queued = 0;
+            c->ex = NULL;
+            conn_close(c);
+            if (ex) {
+                ex->conn = NULL;
+                http_exchange_fail(ex, CC_EPROTO, "%s", msg);
+            }
+            fail_list(q, CC_EPROTO, msg);
+            return;
+        }
         /* the server speaks HTTP/1.1 only: the pool is an ordinary one from now on */
         p->proto = HTTP_PROTO_H1;
         if (p->h2 == c) p->h2 = NULL;
@@ -486,6 +509,7 @@ struct http_exchange *http_exchange_new(struct http_vm *hv)
 
 static void exchange_recycle(struct http_vm *hv, struct http_exchange *ex)
 {
+    CC_ASSERT(!ex->notify_queued);
     if (ex->inflating) inflateEnd(&ex->zs);
     ex->inflating = false;
     cc_free(ex->errmsg);
@@ -504,6 +528,11 @@ static void exchange_recycle(struct http_vm *hv, struct http_exchange *ex)
     }
     ex->next = hv->free_ex;
     hv->free_ex = ex;
+}
+
+void http_exchange_discard(struct http_vm *hv, struct http_exchange *ex)
+{
+    exchange_recycle(hv, ex);
 }
 
 /* The fiber was killed while waiting: the exchange is dropped, its connection closed. */
@@ -544,10 +573,10 @@ static void finish(struct http_exchange *ex)
     if (ex->conn) ex->conn->ex = NULL;
     ex->conn = NULL;
     struct http_vm *hv = ex->pool && ex->pool->s ? ex->pool->s->hv : NULL;
-    if (ex->fiber)
-        http_lua_resume(ex);
-    else if (ex->on_done)
+    if (ex->on_done) /* a C owner (gRPC, tests); it may resume the fiber itself */
         ex->on_done(ex);
+    else if (ex->fiber)
+        http_lua_resume(ex);
     exchange_recycle(hv, ex);
 }
 
@@ -618,6 +647,15 @@ static void dispatch(struct http_pool *p)
 void http_pool_dispatch(struct http_pool *p)
 {
     dispatch(p);
+}
+
+void http_exchange_send(struct http_exchange *ex, const char *data, size_t len, bool end)
+{
+    http_buf_append(&ex->req, data, len);
+    if (end) ex->req_open = false;
+    struct http_conn *c = ex->conn;
+    /* queued, or still connecting: it all goes out when the stream opens */
+    if (ex->state == HX_SENT && c && c->is_h2) h2_send_more(c, ex);
 }
 
 static void resolved(const struct cc_resolve_result *res, void *data)

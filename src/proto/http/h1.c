@@ -73,13 +73,34 @@ static int on_headers_complete(llhttp_t *p)
     struct http_exchange *ex = ex_of(p);
     ex->status = p->status_code;
     if (ex->status >= 100 && ex->status < 200) return 0; /* informational: the real one follows */
+    if (ex->resp_events) { /* the owner takes the head, then the body raw, as they come */
+        ex->h1_event = true;
+        return ex->head ? 1 : 0;
+    }
     if (http_body_begin(ex, header(ex, "Content-Encoding")) != 0) return -1;
     return ex->head ? 1 : 0; /* a response to HEAD has no body, whatever it declares */
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len)
 {
-    return http_body_feed(ex_of(p), at, len) == 0 ? 0 : -1;
+    struct http_exchange *ex = ex_of(p);
+    if (ex->resp_events) {
+        ex->wire_bytes += len;
+        ex->body_bytes += len;
+        if (ex->body.len + len > ex->max_body) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "more than %llu bytes of response not yet read",
+                     (unsigned long long)ex->max_body);
+            ex->error = CC_ETOOBIG;
+            cc_free(ex->errmsg);
+            ex->errmsg = cc_xstrdup(msg);
+            return -1;
+        }
+        http_buf_append(&ex->body, at, len);
+        ex->h1_event = true;
+        return 0;
+    }
+    return http_body_feed(ex, at, len) == 0 ? 0 : -1;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -123,6 +144,7 @@ void h1_send(struct http_conn *c, struct http_exchange *ex)
     ex->nheaders = 0;
     ex->body_bytes = ex->wire_bytes = 0;
     ex->http2 = false;
+    ex->h1_event = false;
     llhttp_reset(&c->parser);
     /* a failed write ends the connection, which h1_on_end then reports */
     cc_conn_write(&c->conn, ex->req.p, ex->req.len);
@@ -178,6 +200,15 @@ void h1_on_read(struct http_conn *c, const char *data, size_t len)
     }
     http_conn_touch(c); /* the timeout runs between bytes */
     llhttp_errno_t rc = llhttp_execute(&c->parser, data, len);
+    if (ex->h1_event) {
+        /* outside llhttp: the owner takes what came; it ends the exchange by setting an error */
+        ex->h1_event = false;
+        if (!ex->error) ex->on_event(ex);
+        if (ex->error) {
+            fail_parse(c, ex);
+            return;
+        }
+    }
     if (rc == HPE_PAUSED) {
         /* the response is whole; bytes after it were not asked for */
         const char *pos = llhttp_get_error_pos(&c->parser);

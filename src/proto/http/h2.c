@@ -132,6 +132,49 @@ static void to_done(struct http_conn *c, struct http_exchange *ex)
     c->done_tail = ex;
 }
 
+/* Queues |ex| for an on_event call from settle(). */
+static void notify(struct http_conn *c, struct http_exchange *ex)
+{
+    if (ex->notify_queued || !ex->on_event) return;
+    ex->notify_queued = true;
+    ex->notify_next = NULL;
+    if (c->notify_tail)
+        c->notify_tail->notify_next = ex;
+    else
+        c->notify = ex;
+    c->notify_tail = ex;
+}
+
+static void notify_unlink(struct http_conn *c, struct http_exchange *ex)
+{
+    struct http_exchange *prev = NULL;
+    for (struct http_exchange *q = c->notify; q; prev = q, q = q->notify_next)
+        if (q == ex) {
+            if (prev)
+                prev->notify_next = ex->notify_next;
+            else
+                c->notify = ex->notify_next;
+            if (c->notify_tail == ex) c->notify_tail = prev;
+            break;
+        }
+    ex->notify_queued = false;
+    ex->notify_next = NULL;
+}
+
+/* Gives each queued stream's owner its events. An owner may resume users, who may send on
+ * their streams or cancel them (either list may change under us: hence one at a time). */
+static void run_notify(struct http_conn *c)
+{
+    struct http_exchange *ex;
+    while ((ex = c->notify)) {
+        c->notify = ex->notify_next;
+        if (!c->notify) c->notify_tail = NULL;
+        ex->notify_queued = false;
+        ex->notify_next = NULL;
+        ex->on_event(ex);
+    }
+}
+
 /* |ex|'s stream is over for us. A nonzero |code| with |msg| fails it, unless it has a failure
  * of its own already (a body over its cap, say), which stands. */
 static void stream_end(struct http_conn *c, struct http_exchange *ex, int code, const char *msg)
@@ -276,6 +319,23 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     struct http_exchange *ex = stream_ex(s, id);
     if (!ex) return 0;
     progress(c, ex);
+    if (ex->resp_events) { /* raw, for the owner to take from |body| */
+        ex->wire_bytes += len;
+        ex->body_bytes += len;
+        if (ex->body.len + len > ex->max_body) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "more than %llu bytes of response not yet read",
+                     (unsigned long long)ex->max_body);
+            ex->error = CC_ETOOBIG;
+            cc_free(ex->errmsg);
+            ex->errmsg = cc_xstrdup(msg);
+            stream_abort(c, ex, NGHTTP2_CANCEL);
+            return 0;
+        }
+        http_buf_append(&ex->body, (const char *)data, len);
+        notify(c, ex);
+        return 0;
+    }
     if (http_body_feed(ex, (const char *)data, len) != 0) stream_abort(c, ex, NGHTTP2_CANCEL);
     return 0;
 }
@@ -318,14 +378,25 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     if (!(ex = stream_ex(s, f->hd.stream_id))) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && !ex->h2_final && ex->status >= 200) {
         ex->h2_final = true;
+        /* a head that ends the stream is all trailers (gRPC's "trailers-only" response) */
+        ex->nhead = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) ? 0 : ex->nheaders;
         ex->reason.len = 0;
         http_buf_puts(&ex->reason, reason_phrase(ex->status));
-        if (http_body_begin(ex, header(ex, "content-encoding")) != 0) {
+        if (ex->resp_events) {
+            notify(c, ex);
+        } else if (http_body_begin(ex, header(ex, "content-encoding")) != 0) {
             stream_abort(c, ex, NGHTTP2_CANCEL);
             return 0;
         }
     }
-    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) ex->h2_end = true;
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        ex->h2_end = true;
+        /* the response is whole while our request is still open (a gRPC server that answers
+         * a stream before its client ends it): no more of the request is wanted, and the
+         * stream would otherwise never close (RFC 9113 8.1) */
+        if (ex->req_open && !nghttp2_session_get_stream_local_close(s, f->hd.stream_id))
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+    }
     return 0;
 }
 
@@ -345,7 +416,9 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
      * earlier streams (a server that ends connections every N requests): every round then
      * gets some requests through. */
     bool progress = c->goaway && c->goaway_last_id > 0 && id > c->goaway_last_id;
-    if (code == NGHTTP2_REFUSED_STREAM && !ex->got_bytes && (progress || !ex->retried) && c->pool) {
+    if (ex->h2_reset) ex->rst_code = code;
+    if (code == NGHTTP2_REFUSED_STREAM && !ex->got_bytes && (progress || !ex->retried) &&
+        !ex->body_dropped && c->pool) {
         ex->retried = true;
         ex->h2_retry = true;
         stream_end(c, ex, 0, NULL);
@@ -383,19 +456,32 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     return 0;
 }
 
-/* The request body, from |req| after its head, as flow control lets it go. */
+/* The request body, from |req| after its head, as flow control lets it go. An open request
+ * (req_open) defers when it has sent all it has, and its sent bytes are let go once all are
+ * out, so that a long stream of messages holds no more than what is waiting. */
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
     (void)src;
-    (void)ud;
+    struct http_conn *c = ud;
     struct http_exchange *ex = stream_ex(s, id);
     if (!ex) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* cancelled meanwhile */
     size_t off = ex->req_head + ex->req_sent, left = ex->req.len - off;
+    if (left == 0 && ex->req_open) {
+        ex->h2_deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
     size_t n = CC_MIN(left, len);
-    memcpy(buf, ex->req.p + off, n);
+    if (n) memcpy(buf, ex->req.p + off, n);
     ex->req_sent += n;
-    if (n == left) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (n == left && !ex->req_open) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (ex->req_open && n == left) {
+        ex->req.len = ex->req_head;
+        ex->req_sent = 0;
+        ex->body_dropped = true;
+    }
+    if (ex->req_open || ex->drain_events) ex->progress_ns = cc_now_ns(); /* sending is alive */
+    if (ex->drain_events) notify(c, ex);
     return (ssize_t)n;
 }
 
@@ -567,6 +653,9 @@ static void submit(struct http_conn *c, struct http_exchange *ex)
     ex->body_bytes = ex->wire_bytes = 0;
     ex->http2 = true;
     ex->h2_final = ex->h2_end = ex->h2_reset = false;
+    ex->h2_deferred = false;
+    ex->nhead = 0;
+    ex->rst_code = 0;
     ex->req_sent = 0;
     size_t n = p ? h2_request_headers(c->hv, p, ex) : 0;
     if (n == 0) {
@@ -579,8 +668,8 @@ static void submit(struct http_conn *c, struct http_exchange *ex)
     }
     size_t head = ex->req_head;
     nghttp2_data_provider body = {.read_callback = read_body};
-    int32_t id =
-        nghttp2_submit_request(c->h2, NULL, c->hv->h2_nv, n, ex->req.len > head ? &body : NULL, ex);
+    bool has_body = ex->req.len > head || ex->req_open;
+    int32_t id = nghttp2_submit_request(c->h2, NULL, c->hv->h2_nv, n, has_body ? &body : NULL, ex);
     if (id < 0) {
         if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
             /* this connection has used up its stream ids: the request goes on a new one */
@@ -601,7 +690,9 @@ static void submit(struct http_conn *c, struct http_exchange *ex)
     ex->state = HX_SENT;
     ex->progress_ns = cc_now_ns();
     stream_link(c, ex);
-    if (ex->timeout_ms) arm(c, ex->progress_ns + ex->timeout_ms * 1000000ull);
+    uint64_t due = ex->timeout_ms ? ex->progress_ns + ex->timeout_ms * 1000000ull : 0;
+    if (ex->deadline_ns && (!due || ex->deadline_ns < due)) due = ex->deadline_ns;
+    if (due) arm(c, due);
 }
 
 /* Gives free streams to the pool's queue. */
@@ -673,7 +764,9 @@ static void settle(struct http_conn *c)
                 http_conn_release(c, false);
             }
         }
-        if (c->done) {
+        if (c->notify) {
+            run_notify(c);
+        } else if (c->done) {
             drain(c);
         } else if (p && p->queue && !p->h2 && c->is_h2 && !c->closing && p->s->hv &&
                    !p->s->hv->closing) {
@@ -752,6 +845,7 @@ void h2_dispatch(struct http_conn *c)
 
 void h2_cancel(struct http_conn *c, struct http_exchange *ex)
 {
+    if (ex->notify_queued) notify_unlink(c, ex);
     ex->conn = NULL;
     if (ex->state == HX_ENDING) { /* ended, not yet completed: just leave the done list */
         struct http_exchange *prev = NULL;
@@ -780,6 +874,16 @@ void h2_cancel(struct http_conn *c, struct http_exchange *ex)
     }
 }
 
+void h2_send_more(struct http_conn *c, struct http_exchange *ex)
+{
+    if (!c->h2 || c->closing) return;
+    if (ex->h2_deferred) {
+        ex->h2_deferred = false;
+        nghttp2_session_resume_data(c->h2, ex->stream_id);
+    }
+    settle(c); /* a settle already running (we are inside one) sends in its next round */
+}
+
 void h2_conn_closed(struct http_conn *c)
 {
     CC_ASSERT(!c->in_ng);
@@ -799,6 +903,13 @@ static void on_timer(uv_timer_t *t)
     bool silent = false;
     for (struct http_exchange *ex = c->streams, *nx; ex; ex = nx) {
         nx = ex->next;
+        if (ex->deadline_ns && ex->deadline_ns <= now) {
+            nghttp2_session_set_stream_user_data(c->h2, ex->stream_id, NULL);
+            nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, ex->stream_id, NGHTTP2_CANCEL);
+            stream_end(c, ex, UV_ETIMEDOUT, "Deadline Exceeded");
+            continue;
+        }
+        if (ex->deadline_ns && (!next || ex->deadline_ns < next)) next = ex->deadline_ns;
         if (!ex->timeout_ms) continue;
         uint64_t span = ex->timeout_ms * 1000000ull, due = ex->progress_ns + span;
         if (due > now) {

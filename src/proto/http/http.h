@@ -17,6 +17,11 @@
  * HTTP/2 (h2.c): a pool whose session allows it opens one connection at a time until it knows
  * what the server speaks; an HTTP/2 connection then carries every request of the pool as a
  * stream, and the pool's queue holds only what exceeds the server's concurrent stream limit.
+ *
+ * Streams (h2.c, for gRPC): an exchange may keep its request open and add to its body as it
+ * goes (req_open, http_exchange_send), and may take its response as events, the head and each
+ * piece of DATA as they arrive (resp_events, on_event), instead of whole at the end. Either way
+ * it still ends once, through on_done.
  */
 #ifndef CC_HTTP_INT_H
 #define CC_HTTP_INT_H
@@ -60,6 +65,8 @@ enum http2_mode {
     HTTP2_OFF,   /* HTTP/1.1 only (ALPN offers "http/1.1") */
     HTTP2_ALPN,  /* TLS offers "h2" then "http/1.1" and takes the server's pick; plain: HTTP/1.1 */
     HTTP2_PRIOR, /* as HTTP2_ALPN, and plain connections speak HTTP/2 at once (h2c) */
+    HTTP2_REQUIRED, /* as HTTP2_PRIOR, and a TLS server that does not pick "h2" fails the
+                       connection (gRPC, which only HTTP/2 carries) */
 };
 
 struct http_settings {
@@ -130,6 +137,28 @@ struct http_exchange {
     bool h2_retry;        /* refused unprocessed, or not started: to start again */
     size_t req_sent;      /* body bytes handed to nghttp2 */
     uint64_t progress_ns; /* the stream's last sign of life, for its timeout */
+    uint64_t deadline_ns; /* 0, or when the exchange fails whatever its progress (UV_ETIMEDOUT,
+                             "Deadline Exceeded"): gRPC's deadline */
+    uint32_t nhead;       /* entries of |headers| from the final response head; the rest are
+                             trailers (0 when the only header block ended the stream) */
+    uint32_t rst_code;    /* h2_reset: the server's RST_STREAM error code */
+
+    /* streams (h2.c): set by the owner before the exchange starts */
+    bool req_open;      /* more body comes through http_exchange_send(); END_STREAM waits */
+    bool resp_events;   /* the head and DATA go to on_event as they come; DATA stays raw in
+                           |body| (max_body caps what the owner has not taken) */
+    bool drain_events;  /* on_event also when nghttp2 took request body bytes */
+    bool h2_deferred;   /* nghttp2 is waiting for more request body */
+    bool h1_event;      /* HTTP/1.1: the head or body came in this read; on_event runs after it
+                           (which may end the exchange by setting |error| and |errmsg|) */
+    bool body_dropped;  /* body bytes already sent were let go: no resending the request */
+    bool notify_queued; /* on its connection's notify list */
+    struct http_exchange *notify_next;
+    /* called outside nghttp2 (never with a user running) after the head or DATA arrived, or
+     * request body went out (drain_events); the stream may have ended meanwhile */
+    void (*on_event)(struct http_exchange *ex);
+    void *udata;  /* the owner's, for on_done and on_event */
+    int32_t uarg; /* the owner's too (gRPC: the reply's message type) */
 };
 
 struct http_conn {
@@ -159,11 +188,12 @@ struct http_conn {
     uint32_t max_streams;   /* the server's SETTINGS_MAX_CONCURRENT_STREAMS */
     int32_t goaway_last_id; /* the last stream the server's GOAWAY said it processes */
     nghttp2_session *h2;
-    struct http_exchange *streams;          /* open streams (ex->next, ex->prev) */
-    struct http_exchange *done, *done_tail; /* ended streams, to complete outside nghttp2 */
-    char *h2_err;                           /* why the session ended, for the streams' errors */
-    uint64_t timer_due_ns;                  /* when the stream timer fires; 0: not armed */
-    uint64_t read_ns;                       /* when the last bytes were read */
+    struct http_exchange *streams;              /* open streams (ex->next, ex->prev) */
+    struct http_exchange *done, *done_tail;     /* ended streams, to complete outside nghttp2 */
+    struct http_exchange *notify, *notify_tail; /* streams with events for their owner */
+    char *h2_err;                               /* why the session ended, for the streams' errors */
+    uint64_t timer_due_ns;                      /* when the stream timer fires; 0: not armed */
+    uint64_t read_ns;                           /* when the last bytes were read */
 };
 
 struct http_pool {
@@ -226,6 +256,8 @@ uint32_t http_session_pool(struct http_session *s, bool tls, const char *host, u
                            const char *authority);
 
 struct http_exchange *http_exchange_new(struct http_vm *hv);
+/* Gives back an exchange that was never started. */
+void http_exchange_discard(struct http_vm *hv, struct http_exchange *ex);
 /* Starts |ex| (its request serialised) on pool |p|; completion resumes |ex->fiber|. */
 void http_exchange_start(struct http_pool *p, struct http_exchange *ex);
 /* The fiber waiting on |ex| was killed: drop the exchange (the waiter's cancel). */
@@ -234,6 +266,17 @@ void http_exchange_cancel(struct cc_waiter *w);
 void http_exchange_fail(struct http_exchange *ex, int code, const char *fmt, ...) CC_PRINTF(3, 4);
 /* Ends |ex| with its response complete. */
 void http_exchange_complete(struct http_exchange *ex);
+/*
+ * Adds |len| bytes to the request body of |ex| (req_open, started and not ended), and ends the
+ * request after them when |end|. They go out as the connection and flow control allow.
+ */
+void http_exchange_send(struct http_exchange *ex, const char *data, size_t len, bool end);
+/* Request body bytes of |ex| not yet taken by nghttp2. */
+static inline size_t http_exchange_unsent(const struct http_exchange *ex)
+{
+    size_t off = (size_t)ex->req_head + ex->req_sent;
+    return ex->req.len > off ? ex->req.len - off : 0;
+}
 
 /* HTTP/1.1 on a connection (h1.c). */
 void h1_conn_init(struct http_conn *c);
@@ -254,6 +297,8 @@ void h2_cancel(struct http_conn *c, struct http_exchange *ex);
 /* conn_close() of an HTTP/2 connection: its streams fail, the session goes. */
 void h2_conn_closed(struct http_conn *c);
 void h2_vm_free(struct http_vm *hv);
+/* More request body for |ex|'s open stream on |c|: nghttp2 takes it up, and it is sent. */
+void h2_send_more(struct http_conn *c, struct http_exchange *ex);
 /* The HTTP/2 header list of |ex|'s request (read back from its HTTP/1.1 bytes, whose header
  * names it lower-cases in place) into hv->h2_nv, valid until the next call: the pseudo-headers,
  * then the headers less the connection-specific ones (Host becomes :authority). Returns the

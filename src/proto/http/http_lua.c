@@ -362,32 +362,33 @@ static uint32_t opt_ms(lua_State *L, int t, const char *k, uint32_t def)
 static char *opt_str(lua_State *L, int t, const char *k)
 {
     lua_getfield(L, t, k);
-    char *v = lua_isnil(L, -1) ? NULL : cc_xstrdup(luaL_checkstring(L, -1));
+    char *v = lua_isnil(L, -1) ? NULL : cc_xstrdup(lua_tostring(L, -1));
     lua_pop(L, 1);
     return v;
 }
 
-/* core.session{ connect_timeout=, timeout=, max_body=, verify=, ca_file=, cert_file=,
- * key_file=, max_conns=, source_addresses = { "127.0.0.2", ... },
- * http2 = false | true | "prior_knowledge" } */
-static int l_session(lua_State *L)
+static void check_str(lua_State *L, int t, const char *k)
 {
-    struct cc_vm *vm = cc_vm_self;
-    if (!vm) return luaL_error(L, "HTTP clients live in cicada's threads");
-    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, t, k);
+    if (!lua_isnil(L, -1) && !lua_isstring(L, -1)) luaL_error(L, "%s must be a string", k);
+    lua_pop(L, 1);
+}
+
+void http_lua_settings(lua_State *L, int t, struct http_settings *out)
+{
     /* read and check everything before allocating: errors longjmp */
-    uint32_t connect_ms = opt_ms(L, 1, "connect_timeout", HTTP_DEFAULT_TIMEOUT_MS);
-    uint32_t timeout_ms = opt_ms(L, 1, "timeout", HTTP_DEFAULT_TIMEOUT_MS);
-    lua_getfield(L, 1, "max_body");
+    uint32_t connect_ms = opt_ms(L, t, "connect_timeout", HTTP_DEFAULT_TIMEOUT_MS);
+    uint32_t timeout_ms = opt_ms(L, t, "timeout", HTTP_DEFAULT_TIMEOUT_MS);
+    lua_getfield(L, t, "max_body");
     double max_body = luaL_optnumber(L, -1, (double)HTTP_DEFAULT_MAX_BODY);
-    lua_getfield(L, 1, "max_conns");
+    lua_getfield(L, t, "max_conns");
     double max_conns = luaL_optnumber(L, -1, HTTP_DEFAULT_MAX_CONNS);
-    lua_getfield(L, 1, "verify");
+    lua_getfield(L, t, "verify");
     bool verify = lua_isnil(L, -1) ? true : lua_toboolean(L, -1);
-    lua_getfield(L, 1, "source_addresses");
+    lua_getfield(L, t, "source_addresses");
     int nsrc = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
     union cc_sockaddr srcs[64];
-    if (nsrc > 64) return luaL_error(L, "source_addresses: at most 64 addresses");
+    if (nsrc > 64) luaL_error(L, "source_addresses: at most 64 addresses");
     for (int i = 0; i < nsrc; i++) {
         lua_rawgeti(L, -1, i + 1);
         const char *ip = luaL_checkstring(L, -1);
@@ -397,21 +398,26 @@ static int l_session(lua_State *L)
         } else if (inet_pton(AF_INET6, ip, &srcs[i].in6.sin6_addr) == 1) {
             srcs[i].in6.sin6_family = AF_INET6;
         } else {
-            return luaL_error(L, "source_addresses: '%s' is not an IP address", ip);
+            luaL_error(L, "source_addresses: '%s' is not an IP address", ip);
         }
         lua_pop(L, 1);
     }
     lua_pop(L, 4);
-    if (max_conns < 1) return luaL_error(L, "max_conns must be 1 or more");
-    lua_getfield(L, 1, "http2");
+    if (max_conns < 1) luaL_error(L, "max_conns must be 1 or more");
+    lua_getfield(L, t, "http2");
     uint8_t http2 = HTTP2_OFF;
     if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "prior_knowledge") == 0)
         http2 = HTTP2_PRIOR;
+    else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "required") == 0)
+        http2 = HTTP2_REQUIRED;
     else if (lua_isboolean(L, -1))
         http2 = lua_toboolean(L, -1) ? HTTP2_ALPN : HTTP2_OFF;
     else if (!lua_isnil(L, -1))
-        return luaL_error(L, "http2 must be false, true or \"prior_knowledge\"");
+        luaL_error(L, "http2 must be false, true, \"prior_knowledge\" or \"required\"");
     lua_pop(L, 1);
+    check_str(L, t, "ca_file");
+    check_str(L, t, "cert_file");
+    check_str(L, t, "key_file");
 
     struct http_settings set;
     http_settings_default(&set);
@@ -421,14 +427,27 @@ static int l_session(lua_State *L)
     set.max_conns = (uint32_t)max_conns;
     set.verify = verify;
     set.http2 = http2;
-    set.ca_file = opt_str(L, 1, "ca_file");
-    set.cert_file = opt_str(L, 1, "cert_file");
-    set.key_file = opt_str(L, 1, "key_file");
+    set.ca_file = opt_str(L, t, "ca_file");
+    set.cert_file = opt_str(L, t, "cert_file");
+    set.key_file = opt_str(L, t, "key_file");
     if (nsrc) {
         set.sources = cc_xmalloc((size_t)nsrc * sizeof(*set.sources));
         memcpy(set.sources, srcs, (size_t)nsrc * sizeof(*set.sources));
         set.nsources = (uint32_t)nsrc;
     }
+    *out = set;
+}
+
+/* core.session{ connect_timeout=, timeout=, max_body=, verify=, ca_file=, cert_file=,
+ * key_file=, max_conns=, source_addresses = { "127.0.0.2", ... },
+ * http2 = false | true | "prior_knowledge" | "required" } */
+static int l_session(lua_State *L)
+{
+    struct cc_vm *vm = cc_vm_self;
+    if (!vm) return luaL_error(L, "HTTP clients live in cicada's threads");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct http_settings set;
+    http_lua_settings(L, 1, &set);
     struct session_ud *u = lua_newuserdata(L, sizeof(*u));
     u->s = NULL;
     luaL_getmetatable(L, SESSION_MT);
