@@ -279,6 +279,43 @@ void cc_tls_ctx_unref(struct cc_tls_ctx *ctx)
     cc_free(ctx);
 }
 
+struct cc_tls_cache_entry {
+    char *key;
+    struct cc_tls_ctx *ctx;
+};
+
+struct cc_tls_ctx *cc_tls_cache_get(struct cc_tls_cache *c, const char *key)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        if (strcmp(c->v[i].key, key) == 0) {
+            cc_tls_ctx_ref(c->v[i].ctx);
+            return c->v[i].ctx;
+        }
+    }
+    return NULL;
+}
+
+void cc_tls_cache_put(struct cc_tls_cache *c, const char *key, struct cc_tls_ctx *ctx)
+{
+    if (c->n >= 16) return; /* a few servers per run; past that, contexts are not shared */
+    c->v = cc_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
+    c->v[c->n].key = cc_xstrdup(key);
+    c->v[c->n].ctx = ctx;
+    c->n++;
+    cc_tls_ctx_ref(ctx);
+}
+
+void cc_tls_cache_free(struct cc_tls_cache *c)
+{
+    for (uint32_t i = 0; i < c->n; i++) {
+        cc_free(c->v[i].key);
+        cc_tls_ctx_unref(c->v[i].ctx);
+    }
+    cc_free(c->v);
+    c->v = NULL;
+    c->n = 0;
+}
+
 /* ---- connections ---------------------------------------------------------------------------- */
 
 static bool is_ip_literal(const char *s)

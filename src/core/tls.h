@@ -65,6 +65,22 @@ void cc_tls_ctx_ref(struct cc_tls_ctx *ctx);
 /* Drops a reference; the last one frees the context and its cached sessions. NULL is fine. */
 void cc_tls_ctx_unref(struct cc_tls_ctx *ctx);
 
+/*
+ * A few contexts of one worker kept by a key the caller composes from the settings that make
+ * them (files, verification, a name), so that clients with the same settings share one and the
+ * trust store is read once. Not shared between threads.
+ */
+struct cc_tls_cache {
+    struct cc_tls_cache_entry *v;
+    uint32_t n;
+};
+/* The context cached under |key|, with a reference for the caller, or NULL. */
+struct cc_tls_ctx *cc_tls_cache_get(struct cc_tls_cache *c, const char *key);
+/* Keeps a reference to |ctx| under |key|; past 16 keys nothing more is kept. */
+void cc_tls_cache_put(struct cc_tls_cache *c, const char *key, struct cc_tls_ctx *ctx);
+/* Drops every reference the cache holds. */
+void cc_tls_cache_free(struct cc_tls_cache *c);
+
 /* ---- for core/conn.c ------------------------------------------------------------------------ */
 
 /*

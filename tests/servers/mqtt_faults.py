@@ -11,68 +11,38 @@ line per fault, "MODE mqtt://127.0.0.1:PORT", and serves until killed:
   drop_pub    accepts the connection (CONNACK 0), then closes it at the first PUBLISH
   bad_length  accepts the connection, then sends a packet whose remaining length never ends
 """
-import socket
-import threading
 import time
+
+from fault_ports import run
 
 MODES = ("garbage", "close_mid", "stall", "drop_pub", "bad_length")
 CONNACK_OK = b"\x20\x02\x00\x00"
 
 
 def serve(conn, mode):
-    with conn:
-        first = True
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
+    first = True
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        if mode == "stall":
+            continue
+        if first:
+            first = False
+            if mode == "garbage":
+                conn.sendall(b"\x00\x00")
+            elif mode == "close_mid":
+                conn.sendall(CONNACK_OK[:3])
+                time.sleep(0.05)
                 return
-            if not data:
-                return
-            try:
-                if mode == "stall":
-                    continue
-                if first:
-                    first = False
-                    if mode == "garbage":
-                        conn.sendall(b"\x00\x00")
-                    elif mode == "close_mid":
-                        conn.sendall(CONNACK_OK[:3])
-                        time.sleep(0.05)
-                        return
-                    elif mode == "bad_length":
-                        conn.sendall(CONNACK_OK + b"\x30\xff\xff\xff\xff\xff")
-                    else:
-                        conn.sendall(CONNACK_OK)
-                    continue
-                if mode == "drop_pub" and data[0] & 0xF0 == 0x30:
-                    return
-            except OSError:
-                return
-
-
-def listen(mode):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-
-    def accept():
-        while True:
-            conn, _ = s.accept()
-            threading.Thread(target=serve, args=(conn, mode), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return s.getsockname()[1]
-
-
-def main():
-    ports = {m: listen(m) for m in MODES}
-    print(f"listening on mqtt://127.0.0.1:{ports['garbage']}", flush=True)
-    for m in MODES:
-        print(f"{m} mqtt://127.0.0.1:{ports[m]}", flush=True)
-    threading.Event().wait()
+            elif mode == "bad_length":
+                conn.sendall(CONNACK_OK + b"\x30\xff\xff\xff\xff\xff")
+            else:
+                conn.sendall(CONNACK_OK)
+            continue
+        if mode == "drop_pub" and data[0] & 0xF0 == 0x30:
+            return
 
 
 if __name__ == "__main__":
-    main()
+    run("mqtt", MODES, serve)

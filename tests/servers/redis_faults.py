@@ -12,67 +12,37 @@ line per fault, "MODE redis://127.0.0.1:PORT", and serves until killed:
   slow_ok    answers every command "+OK", each a little later than the last (a server that
              gets slower as it goes; for reply timeouts that must re-arm)
 """
-import socket
-import threading
 import time
+
+from fault_ports import run
 
 MODES = ("garbage", "close_mid", "stall", "huge", "slow_ok")
 
 
 def serve(conn, mode):
-    with conn:
-        delay = 0.0
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            try:
-                if mode == "garbage":
-                    conn.sendall(b"!this is not RESP\r\n")
-                elif mode == "close_mid":
-                    conn.sendall(b"$10\r\nhel")
-                    time.sleep(0.05)
-                    return
-                elif mode == "stall":
-                    continue
-                elif mode == "huge":
-                    conn.sendall(b"$1000000000\r\n")
-                    chunk = b"x" * 65536
-                    for _ in range(64):
-                        conn.sendall(chunk)
-                elif mode == "slow_ok":
-                    delay += 0.01
-                    time.sleep(delay)
-                    conn.sendall(b"+OK\r\n" * data.count(b"*"))
-            except OSError:
-                return
-
-
-def listen(mode):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-
-    def accept():
-        while True:
-            conn, _ = s.accept()
-            threading.Thread(target=serve, args=(conn, mode), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return s.getsockname()[1]
-
-
-def main():
-    ports = {m: listen(m) for m in MODES}
-    print(f"listening on redis://127.0.0.1:{ports['garbage']}", flush=True)
-    for m in MODES:
-        print(f"{m} redis://127.0.0.1:{ports[m]}", flush=True)
-    threading.Event().wait()
+    delay = 0.0
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        if mode == "garbage":
+            conn.sendall(b"!this is not RESP\r\n")
+        elif mode == "close_mid":
+            conn.sendall(b"$10\r\nhel")
+            time.sleep(0.05)
+            return
+        elif mode == "stall":
+            continue
+        elif mode == "huge":
+            conn.sendall(b"$1000000000\r\n")
+            chunk = b"x" * 65536
+            for _ in range(64):
+                conn.sendall(chunk)
+        elif mode == "slow_ok":
+            delay += 0.01
+            time.sleep(delay)
+            conn.sendall(b"+OK\r\n" * data.count(b"*"))
 
 
 if __name__ == "__main__":
-    main()
+    run("redis", MODES, serve)

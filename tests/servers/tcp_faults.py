@@ -12,54 +12,27 @@ fault, "MODE tcp://127.0.0.1:PORT", and serves until killed:
             closes
 """
 import os
-import socket
-import threading
+
+from fault_ports import run
 
 MODES = ("stall", "garbage", "close", "half")
 
 
 def serve(conn, mode):
-    with conn:
-        while True:
-            try:
-                data = conn.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            if mode == "stall":
-                continue
-            if mode == "garbage":
-                conn.sendall(bytes(b for b in os.urandom(65536) if b not in (10, 13)))
-            elif mode == "close":
-                return
-            elif mode == "half":
-                conn.sendall(b"VALUE k 0 10\r\nabc")
-                return
-
-
-def listen(mode):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-
-    def accept():
-        while True:
-            conn, _ = s.accept()
-            threading.Thread(target=serve, args=(conn, mode), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return s.getsockname()[1]
-
-
-def main():
-    ports = {m: listen(m) for m in MODES}
-    print(f"listening on tcp://127.0.0.1:{ports['stall']}", flush=True)
-    for m in MODES:
-        print(f"{m} tcp://127.0.0.1:{ports[m]}", flush=True)
-    threading.Event().wait()
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            return
+        if mode == "stall":
+            continue
+        if mode == "garbage":
+            conn.sendall(bytes(b for b in os.urandom(65536) if b not in (10, 13)))
+        elif mode == "close":
+            return
+        elif mode == "half":
+            conn.sendall(b"VALUE k 0 10\r\nabc")
+            return
 
 
 if __name__ == "__main__":
-    main()
+    run("tcp", MODES, serve)

@@ -30,11 +30,6 @@ static void flush_done(struct mqtt_vm *mv);
 
 /* ---- the vm's state --------------------------------------------------------------------- */
 
-struct tls_entry {
-    char *key; /* host, verify flag and files: what the context was made for */
-    struct cc_tls_ctx *ctx;
-};
-
 static void mv_free(struct mqtt_vm *mv)
 {
     while (mv->free_ops) {
@@ -42,11 +37,7 @@ static void mv_free(struct mqtt_vm *mv)
         mv->free_ops = op->next;
         cc_free(op);
     }
-    for (uint32_t i = 0; i < mv->ntls; i++) {
-        cc_free(mv->tls[i].key);
-        cc_tls_ctx_unref(mv->tls[i].ctx);
-    }
-    cc_free(mv->tls);
+    cc_tls_cache_free(&mv->tls);
     cc_free(mv->buf);
     cc_free(mv->rbuf.data);
     cc_free(mv);
@@ -159,19 +150,14 @@ struct cc_tls_ctx *mqtt_tls_get(struct mqtt_vm *mv, const struct mqtt_settings *
     char key[2048];
     snprintf(key, sizeof(key), "%s|%d|%s|%s|%s", s->host, s->verify, s->ca_file ? s->ca_file : "",
              s->cert_file ? s->cert_file : "", s->key_file ? s->key_file : "");
-    for (uint32_t i = 0; i < mv->ntls; i++) {
-        if (strcmp(mv->tls[i].key, key) == 0) {
-            cc_tls_ctx_ref(mv->tls[i].ctx);
-            return mv->tls[i].ctx;
-        }
-    }
+    struct cc_tls_ctx *ctx = cc_tls_cache_get(&mv->tls, key);
+    if (ctx) return ctx;
     struct cc_tls_opts o = {.insecure = !s->verify,
                             .ca_file = s->ca_file,
                             .cert_file = s->cert_file,
                             .key_file = s->key_file,
                             .verify_hint = "(set verify = false in the client's settings, or "
                                            "--insecure, to skip verification)"};
-    struct cc_tls_ctx *ctx = NULL;
     if (cc_tls_ctx_new(&ctx, &o, err) != 0) return NULL;
     if (s->verify) {
         SSL_CTX_set_verify(ctx->ssl_ctx, SSL_CTX_get_verify_mode(ctx->ssl_ctx), verify_cb);
@@ -189,13 +175,7 @@ struct cc_tls_ctx *mqtt_tls_get(struct mqtt_vm *mv, const struct mqtt_settings *
             return NULL;
         }
     }
-    if (mv->ntls < 16) { /* a few brokers per run; past that, contexts are not shared */
-        mv->tls = cc_xrealloc(mv->tls, (mv->ntls + 1) * sizeof(*mv->tls));
-        mv->tls[mv->ntls].key = cc_xstrdup(key);
-        mv->tls[mv->ntls].ctx = ctx;
-        mv->ntls++;
-        cc_tls_ctx_ref(ctx);
-    }
+    cc_tls_cache_put(&mv->tls, key, ctx);
     return ctx;
 }
 

@@ -200,8 +200,7 @@ struct mqtt_vm {
     struct mqtt_client *clients;
     struct mqtt_op *free_ops;
     struct mqtt_op *done, *done_tail; /* completed, waiting to resume their users */
-    struct tls_entry *tls;            /* contexts by settings and host */
-    uint32_t ntls;
+    struct cc_tls_cache tls;          /* contexts by settings and host */
     int weak_ref;   /* registry: a table of client userdata by light userdata, weak values */
     uint32_t depth; /* calls into libmosquitto in progress, all clients */
     const struct cc_ikey *key_connect, *key_disconnect;

@@ -19,11 +19,6 @@
 #include <stdio.h>
 #include <string.h>
 
-struct tls_entry_r {
-    char *key;
-    struct cc_tls_ctx *ctx;
-};
-
 static void flush_done(struct redis_vm *rv);
 static void connect_start(struct redis_client *c);
 
@@ -42,11 +37,7 @@ static void rv_free(struct redis_vm *rv)
         cc_free(r->replies);
         cc_free(r);
     }
-    for (uint32_t i = 0; i < rv->ntls; i++) {
-        cc_free(rv->tls[i].key);
-        cc_tls_ctx_unref(rv->tls[i].ctx);
-    }
-    cc_free(rv->tls);
+    cc_tls_cache_free(&rv->tls);
     cc_free(rv);
 }
 
@@ -110,12 +101,8 @@ struct cc_tls_ctx *redis_tls_get(struct redis_vm *rv, const struct redis_setting
     char key[2048];
     snprintf(key, sizeof(key), "%d|%s|%s|%s", s->verify, s->ca_file ? s->ca_file : "",
              s->cert_file ? s->cert_file : "", s->key_file ? s->key_file : "");
-    for (uint32_t i = 0; i < rv->ntls; i++) {
-        if (strcmp(rv->tls[i].key, key) == 0) {
-            cc_tls_ctx_ref(rv->tls[i].ctx);
-            return rv->tls[i].ctx;
-        }
-    }
+    struct cc_tls_ctx *cached = cc_tls_cache_get(&rv->tls, key);
+    if (cached) return cached;
     struct cc_tls_opts o = {.insecure = !s->verify,
                             .ca_file = s->ca_file,
                             .cert_file = s->cert_file,
@@ -124,13 +111,7 @@ struct cc_tls_ctx *redis_tls_get(struct redis_vm *rv, const struct redis_setting
                                            "--insecure, to skip verification)"};
     struct cc_tls_ctx *ctx = NULL;
     if (cc_tls_ctx_new(&ctx, &o, err) != 0) return NULL;
-    if (rv->ntls < 16) {
-        rv->tls = cc_xrealloc(rv->tls, (rv->ntls + 1) * sizeof(*rv->tls));
-        rv->tls[rv->ntls].key = cc_xstrdup(key);
-        rv->tls[rv->ntls].ctx = ctx;
-        rv->ntls++;
-        cc_tls_ctx_ref(ctx);
-    }
+    cc_tls_cache_put(&rv->tls, key, ctx);
     return ctx;
 }
 

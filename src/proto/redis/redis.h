@@ -159,8 +159,7 @@ struct redis_vm {
     struct cc_resolver resolver;
     struct redis_client *clients;
     struct redis_req *free_reqs;
-    struct tls_entry_r *tls;
-    uint32_t ntls;
+    struct cc_tls_cache tls; /* contexts by settings */
     bool closing;
     bool resolver_closed;
 };
