@@ -13,7 +13,7 @@ local cicada = require "cicada"
 local memcached = require "memcached"
 
 local Cache = cicada.User:extend("Cache", { wait_time = cicada.constant(0) })
-local ids = 0
+local ids, finished = 0, 0
 function Cache:on_start()
     ids = ids + 1
     self.id = ids
@@ -30,7 +30,12 @@ Cache:task(function(self)
     assert(self.mc:add(key, "x") == nil) -- NOT_STORED: a failure
     assert(self.mc:delete(key) == true)
     assert(self.mc:delete(key) == false)
-    if self.n == 25 then self.mc:close(); error(cicada.StopUser) end
+    if self.n == 25 then
+        self.mc:close()
+        finished = finished + 1
+        -- the last user to finish ends the run: every count below is then exact
+        error(finished == 8 and cicada.StopTest or cicada.StopUser)
+    end
 end)
 return { Cache }
 """
@@ -87,7 +92,8 @@ class Plugin(CicadaTest):
 
     def test_memcached_module(self):
         self.build()
-        r = self.cicada("--headless", "-u", "8", "-r", "100", "-t", "5",
+        # one thread: the users' keys and the finished count live in one Lua state
+        r = self.cicada("--headless", "--threads", "1", "-u", "8", "-r", "100", "-t", "120",
                         script=SCRIPT.replace("PORT", str(self.memcached.port)))
         self.assertEqual(r.rc, 1, r.stderr)  # the add failures
         self.assertEqual(r.data["exceptions"], [], r.stderr)
