@@ -349,13 +349,20 @@ static void fiber_stop(struct cc_fiber *f, bool graceful)
 
 static void arrival_cb(uv_timer_t *t);
 
+/*
+ * Arms the arrival timer for the earliest due arrival. A class whose arrival is already due
+ * but whose users are all still starting is left out: the timer would fire at once, again and
+ * again, without letting them start (libuv runs a timer re-armed at 0 in the same pass); the
+ * first of them to wait for an arrival arms it again.
+ */
 static void arm_arrivals(struct cc_vm *vm)
 {
-    uint64_t next = UINT64_MAX;
+    uint64_t next = UINT64_MAX, now = cc_now_ns();
     for (uint32_t c = 0; vm->arrivals && c < vm->nclasses; c++) {
         struct cc_arrival *a = &vm->arrivals[c];
         if (a->rate <= 0) continue;
         uint64_t at = a->t0_ns + (uint64_t)((double)(a->done + 1) * 1e9 / a->rate);
+        if (at <= now && a->nidle == 0 && a->fresh) continue;
         if (at < next) next = at;
     }
     if (next == UINT64_MAX || vm->closing) {
@@ -439,7 +446,8 @@ int cc_fiber_await_arrival(lua_State *L, struct cc_fiber *f)
     }
     cc_grow((void **)&a->idle, &a->idle_cap, a->nidle + 1, sizeof(*a->idle));
     a->idle[a->nidle++] = f;
-    f->in_wait_time = 1; /* waiting for work: a graceful stop kills it at once */
+    if (a->nidle == 1) arm_arrivals(vm); /* arrivals may have waited for a user to start */
+    f->in_wait_time = 1;                 /* waiting for work: a graceful stop kills it at once */
     int rc = cc_fiber_wait(L, f, &arrival_waiter);
     if (rc >= 0) { /* a pending kill: not parked after all */
         idle_remove(vm, f);

@@ -37,8 +37,9 @@ class OpenModel(CicadaTest):
             srv.stop()
         self.assertEqual(r.rc, 0, r.stderr[-2000:])
         e = r.entry("/x", "GET")
-        # about 1,000 iterations a second for about six seconds, each one request
-        self.assertGreater(e["num_requests"], 3000)
+        # about 1,000 iterations a second for about six seconds, each one request (fewer on a
+        # busy machine, where 1,500 users take a while to start: arrivals wait for them)
+        self.assertGreater(e["num_requests"], 1500)
         self.assertEqual(e["num_failures"], 0)
         # a tenth of the requests arrived during the stall and waited for its end
         self.assertGreater(e["percentiles"]["99"], 500)
@@ -53,7 +54,7 @@ class OpenModel(CicadaTest):
             srv.stop()
         self.assertEqual(r.rc, 0, r.stderr[-2000:])
         e = r.entry("/x", "GET")
-        self.assertGreater(e["num_requests"], 3000)
+        self.assertGreater(e["num_requests"], 1500)
         # the stall happened: a few requests took about a second...
         self.assertGreater(e["max_response_time"], 500)
         # ...but the ten users just waited, so the service times hide it
