@@ -369,9 +369,24 @@ class SocketApiTest(Checks):
             s2:send("which\\r\\n")
             eq("same connection", s2:receive(), first)
             s2:send("which\\r\\n")
-            eq("unread data refused", select(2, s2:setkeepalive()), nil)
-            s2:receive()
-            s2:close()
+            eq("partial read", s2:receive(1), string.sub(first, 1, 1))
+            eq("unread data refused", select(2, s2:setkeepalive()), "unread data in buffer")
+            eq("rest of the line", s2:receive(), string.sub(first, 2))
+            eq("then pooled", s2:setkeepalive(), 1)
+            -- an answer that reaches a pooled connection before the loop has looked at it:
+            -- the connection is not handed out again (the thread sleeps without yielding)
+            local s4 = socket.tcp()
+            assert(s4:connect("127.0.0.1", {self.srv.port}))
+            eq("reused again", s4:getreusedtimes(), 2)
+            s4:send("which\\r\\n")
+            assert(s4:setkeepalive())
+            local ffi = require "ffi"
+            ffi.cdef "int usleep(unsigned int usec);"
+            ffi.C.usleep(500000)
+            local s5 = socket.tcp()
+            assert(s5:connect("127.0.0.1", {self.srv.port}))
+            eq("stale not reused", s5:getreusedtimes(), 0)
+            s5:close()
             -- a named pool keeps its connections apart
             local s3 = socket.tcp()
             assert(s3:connect("127.0.0.1", {self.srv.port}, {{ pool = "other" }}))

@@ -9,6 +9,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -864,10 +865,28 @@ static struct sock_pool *pool_find(struct sock_vm *sv, uint64_t key)
     return NULL;
 }
 
+/*
+ * Whether a pooled plain connection has bytes or an end waiting that the loop has not seen yet
+ * (the server answered late, or closed it): handed out, they would be read as the reply to the
+ * next request. One recv(MSG_PEEK) per reuse; TLS connections are left to their reads (a
+ * session ticket arriving while idle is not an answer).
+ */
+static bool pooled_stale(struct sock *s)
+{
+    uv_os_fd_t fd;
+    if (s->ssl || uv_fileno((const uv_handle_t *)&s->conn.tcp, &fd) != 0) return false;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 struct sock *sock_pool_take(struct sock_vm *sv, uint64_t key)
 {
     struct sock_pool *p = pool_find(sv, key);
-    if (!p || !p->tail) return NULL;
+    if (!p) return NULL;
+    while (p->tail && pooled_stale(p->tail))
+        sock_kill(p->tail);
+    if (!p->tail) return NULL;
     struct sock *s = p->tail; /* the newest: the least likely to have been dropped */
     p->tail = s->prev;
     if (p->tail)
