@@ -145,6 +145,9 @@ lazy.PostgresUser = "cicada.postgres"
 lazy.KafkaUser = "cicada.kafka"
 lazy.MqttUser = "cicada.mqtt"
 lazy.RedisUser = "cicada.redis"
+lazy.WebSocketUser = "cicada.websocket"
+lazy.SocketIOUser = "cicada.socketio"
+lazy.OpenAIUser = "cicada.openai"
 lazy.GrpcUser = "cicada.grpc"
 setmetatable(cicada, {
     __index = function(t, k)

@@ -81,6 +81,9 @@ static const struct opt_def defs[] = {
      "fail the run (exit code 3) if the average response time ends above MS"},
     {"check-rps", 0, T_DOUBLE, OFF(check_rps), false, "RPS",
      "fail the run (exit code 3) if the requests per second end below RPS"},
+    {"slo", 0, T_STR, OFF(slo), false, "NAME=VALUE,...",
+     "service levels of LLM requests for goodput, e.g. ttft_ms=500,tpot_ms=50 (see "
+     "docs/openai.md)"},
     {"loglevel", 'L', T_STR, OFF(loglevel), false, "LEVEL",
      "DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO)"},
     {"logfile", 0, T_STR, OFF(logfile), false, "FILE", "write the log to FILE, not stderr"},

@@ -31,6 +31,7 @@ struct cc_options {
     double check_fail_ratio;        /* pass/fail checks (as locust-plugins); -1: none */
     double check_avg_response_time; /* ms */
     double check_rps;
+    char *slo; /* --slo: LLM service levels, "ttft_ms=500,tpot_ms=50" (cicada.openai reads it) */
     bool list;
     bool show_task_ratio;
     bool show_task_ratio_json;

@@ -6,9 +6,12 @@
 #include "proto/http/http_lua.h"
 #include "proto/kafka/kafka_lua.h"
 #include "proto/mqtt/mqtt_lua.h"
+#include "proto/openai/openai_lua.h"
 #include "proto/pg/pg_lua.h"
 #include "proto/redis/redis_lua.h"
 #include "proto/socket/sock_lua.h"
+#include "proto/socketio/socketio_lua.h"
+#include "proto/ws/ws_lua.h"
 #include "proto/xmlrpc/xmlrpc_lua.h"
 
 static const struct {
@@ -22,6 +25,9 @@ static const struct {
     {"cicada.kafka.core", kafka_lua_open},
     {"cicada.mqtt.core", mqtt_lua_open},
     {"cicada.redis.core", redis_lua_open},
+    {"cicada.ws.core", ws_lua_open},
+    {"cicada.socketio.core", socketio_lua_open},
+    {"cicada.openai.core", openai_lua_open},
     /* cooperative LuaSocket and LuaSec: ahead of Debian's blocking C modules */
     {"cicada.socket.core", sock_lua_open},
     {"socket.core", sock_lua_open_socket_core},
