@@ -379,10 +379,17 @@ class SocketApiTest(Checks):
             assert(s4:connect("127.0.0.1", {self.srv.port}))
             eq("reused again", s4:getreusedtimes(), 2)
             s4:send("which\\r\\n")
+            local fd = s4:getfd()
             assert(s4:setkeepalive())
+            -- block (no yield) until the answer is in the kernel's buffer, up to 30 s
             local ffi = require "ffi"
-            ffi.cdef "int usleep(unsigned int usec);"
-            ffi.C.usleep(500000)
+            ffi.cdef [[
+                struct pollfd {{ int fd; short events; short revents; }};
+                int poll(struct pollfd *fds, unsigned long nfds, int timeout);
+            ]]
+            local pfd = ffi.new("struct pollfd[1]")
+            pfd[0].fd, pfd[0].events = fd, 1 -- POLLIN
+            eq("answer arrived", ffi.C.poll(pfd, 1, 30000), 1)
             local s5 = socket.tcp()
             assert(s5:connect("127.0.0.1", {self.srv.port}))
             eq("stale not reused", s5:getreusedtimes(), 0)
