@@ -2,6 +2,7 @@
 /* registry.c: the protocol modules scripts can require, preloaded into every Lua state. */
 #include "proto/registry.h"
 #include "lua/api.h"
+#include "proto/browser/browser_lua.h"
 #include "proto/grpc/grpc_lua.h"
 #include "proto/http/http_lua.h"
 #include "proto/kafka/kafka_lua.h"
@@ -28,6 +29,7 @@ static const struct {
     {"cicada.ws.core", ws_lua_open},
     {"cicada.socketio.core", socketio_lua_open},
     {"cicada.openai.core", openai_lua_open},
+    {"cicada.browser.core", browser_lua_open},
     /* cooperative LuaSocket and LuaSec: ahead of Debian's blocking C modules */
     {"cicada.socket.core", sock_lua_open},
     {"socket.core", sock_lua_open_socket_core},
