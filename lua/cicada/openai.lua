@@ -128,8 +128,10 @@ function Client:headers(stream, extra)
     end
     for _, h in ipairs({ self.opts.headers or EMPTY, extra or EMPTY }) do
         for k, v in pairs(h) do
-            list[#list + 1] = k
-            list[#list + 1] = tostring(v)
+            if tostring(k):lower() ~= "content-length" then -- the client sets the body's own
+                list[#list + 1] = k
+                list[#list + 1] = tostring(v)
+            end
         end
     end
     return list

@@ -493,28 +493,11 @@ static bool valid_value(const char *s, size_t n)
     return true;
 }
 
-/*
- * session:request(pool, method, target, headers, body, opts) -> response
- * |headers| is a flat list { name, value, name, value... }; Host and Content-Length are added
- * unless given. |opts| may set timeout (seconds), max_body and stream. Waits for the response.
- */
-static int l_request(lua_State *L)
+int http_lua_check_headers(lua_State *L, int idx)
 {
-    struct http_session *s = check_session(L);
-    struct cc_fiber *f = cc_fiber_check(L);
-    lua_Integer pool = luaL_checkinteger(L, 2);
-    size_t ml, tl, bl = 0;
-    const char *method = luaL_checklstring(L, 3, &ml);
-    const char *target = luaL_checklstring(L, 4, &tl);
-    const char *body = luaL_optlstring(L, 6, NULL, &bl);
-    if (pool < 0 || (uint32_t)pool >= s->npools) return luaL_argerror(L, 2, "no such pool");
-    if (!valid_token(method, ml)) return luaL_argerror(L, 3, "not a valid method");
-    if (!valid_value(target, tl) || memchr(target, ' ', tl))
-        return luaL_argerror(L, 4, "the path holds a space or a line break");
-    bool has_headers = lua_istable(L, 5);
-    int nh = has_headers ? (int)lua_objlen(L, 5) : 0;
+    int nh = (int)lua_objlen(L, idx);
     for (int i = 1; i <= nh; i++) {
-        lua_rawgeti(L, 5, i);
+        lua_rawgeti(L, idx, i);
         size_t n;
         const char *v = lua_tolstring(L, -1, &n);
         if (!v || !(i % 2 ? valid_token(v, n) : valid_value(v, n)))
@@ -522,27 +505,18 @@ static int l_request(lua_State *L)
                               (i + 1) / 2, v ? v : "(not a string)");
         lua_pop(L, 1);
     }
-    uint32_t timeout_ms = s->set.timeout_ms;
-    uint64_t max_body = s->set.max_body;
-    bool stream = false;
-    if (lua_istable(L, 7)) {
-        timeout_ms = opt_ms(L, 7, "timeout", timeout_ms);
-        lua_getfield(L, 7, "max_body");
-        if (!lua_isnil(L, -1)) max_body = (uint64_t)luaL_checknumber(L, -1);
-        lua_getfield(L, 7, "stream");
-        stream = lua_toboolean(L, -1);
-        lua_pop(L, 2);
-    }
+    return nh;
+}
 
-    struct http_pool *p = s->pools[pool];
-    struct http_exchange *ex = http_exchange_new(s->hv);
-    ex->idempotent = is_idempotent(method);
-    ex->head = strcmp(method, "HEAD") == 0;
-    ex->timeout_ms = timeout_ms;
-    ex->max_body = max_body;
-    ex->stream = stream;
+bool http_lua_valid_target(const char *target, size_t tl)
+{
+    return valid_value(target, tl) && !memchr(target, ' ', tl);
+}
 
-    /* serialise the request once; a retry writes the same bytes */
+void http_lua_serialise(lua_State *L, struct http_exchange *ex, const struct http_pool *p,
+                        const char *method, size_t ml, const char *target, size_t tl, int hidx,
+                        int nh, const char *body, size_t bl)
+{
     struct http_buf *b = &ex->req;
     http_buf_append(b, method, ml);
     http_buf_append(b, " ", 1);
@@ -551,8 +525,8 @@ static int l_request(lua_State *L)
     bool have_host = false, have_length = false;
     for (int i = 1; i + 1 <= nh; i += 2) {
         size_t n, vn;
-        lua_rawgeti(L, 5, i);
-        lua_rawgeti(L, 5, i + 1);
+        lua_rawgeti(L, hidx, i);
+        lua_rawgeti(L, hidx, i + 1);
         const char *name = lua_tolstring(L, -2, &n);
         const char *val = lua_tolstring(L, -1, &vn);
         char c0 = (char)(name[0] | 0x20);
@@ -580,6 +554,49 @@ static int l_request(lua_State *L)
     http_buf_append(b, "\r\n", 2);
     ex->req_head = (uint32_t)b->len; /* where HTTP/2 finds the body */
     if (body) http_buf_append(b, body, bl);
+}
+
+/*
+ * session:request(pool, method, target, headers, body, opts) -> response
+ * |headers| is a flat list { name, value, name, value... }; Host and Content-Length are added
+ * unless given. |opts| may set timeout (seconds), max_body and stream. Waits for the response.
+ */
+static int l_request(lua_State *L)
+{
+    struct http_session *s = check_session(L);
+    struct cc_fiber *f = cc_fiber_check(L);
+    lua_Integer pool = luaL_checkinteger(L, 2);
+    size_t ml, tl, bl = 0;
+    const char *method = luaL_checklstring(L, 3, &ml);
+    const char *target = luaL_checklstring(L, 4, &tl);
+    const char *body = luaL_optlstring(L, 6, NULL, &bl);
+    if (pool < 0 || (uint32_t)pool >= s->npools) return luaL_argerror(L, 2, "no such pool");
+    if (!valid_token(method, ml)) return luaL_argerror(L, 3, "not a valid method");
+    if (!http_lua_valid_target(target, tl))
+        return luaL_argerror(L, 4, "the path holds a space or a line break");
+    int nh = lua_istable(L, 5) ? http_lua_check_headers(L, 5) : 0;
+    uint32_t timeout_ms = s->set.timeout_ms;
+    uint64_t max_body = s->set.max_body;
+    bool stream = false;
+    if (lua_istable(L, 7)) {
+        timeout_ms = opt_ms(L, 7, "timeout", timeout_ms);
+        lua_getfield(L, 7, "max_body");
+        if (!lua_isnil(L, -1)) max_body = (uint64_t)luaL_checknumber(L, -1);
+        lua_getfield(L, 7, "stream");
+        stream = lua_toboolean(L, -1);
+        lua_pop(L, 2);
+    }
+
+    struct http_pool *p = s->pools[pool];
+    struct http_exchange *ex = http_exchange_new(s->hv);
+    ex->idempotent = is_idempotent(method);
+    ex->head = strcmp(method, "HEAD") == 0;
+    ex->timeout_ms = timeout_ms;
+    ex->max_body = max_body;
+    ex->stream = stream;
+
+    /* serialise the request once; a retry writes the same bytes */
+    http_lua_serialise(L, ex, p, method, ml, target, tl, 5, nh, body, bl);
 
     bool done = false;
     ex->fiber = f;

@@ -5,7 +5,12 @@
 
 #include <lua.h>
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct http_settings;
+struct http_exchange;
+struct http_pool;
 
 int http_lua_open(lua_State *L);
 
@@ -15,5 +20,21 @@ int http_lua_open(lua_State *L);
  * then owns its strings. Raises a Lua error on a bad value, before allocating anything.
  */
 void http_lua_settings(lua_State *L, int t, struct http_settings *set);
+
+/*
+ * Checks the flat header list { name, value, ... } at |idx|: raises a Lua error naming a bad
+ * name or value. Returns the list's length.
+ */
+int http_lua_check_headers(lua_State *L, int idx);
+/* Whether |target| can stand in a request line (no space, CR, LF or NUL). */
+bool http_lua_valid_target(const char *target, size_t tl);
+/*
+ * Serialises a request into |ex|->req: the request line, the |nh| entries of the checked header
+ * list at |hidx|, Host (|p|'s authority) and Content-Length unless the list has them (the
+ * latter when there is a body or the method has one), then |body|; sets req_head.
+ */
+void http_lua_serialise(lua_State *L, struct http_exchange *ex, const struct http_pool *p,
+                        const char *method, size_t ml, const char *target, size_t tl, int hidx,
+                        int nh, const char *body, size_t bl);
 
 #endif

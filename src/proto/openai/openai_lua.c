@@ -10,9 +10,7 @@
 #include "proto/openai/openai.h"
 
 #include <lauxlib.h>
-#include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #define CLIENT_MT "cicada.openai.client"
 #define MAX_NAMES 16 /* request names whose statistics keys a client keeps at hand */
@@ -222,21 +220,6 @@ static int l_set_slo(lua_State *L)
     return 0;
 }
 
-static bool valid_token(const char *s, size_t n)
-{
-    if (n == 0) return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= ' ' || s[i] == ':' || (unsigned char)s[i] >= 127) return false;
-    return true;
-}
-
-static bool valid_value(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return false;
-    return true;
-}
-
 /*
  * client:post(pool, target, headers, body, opts) -> result table. |headers| is a flat list
  * { name, value, ... } (Host and Content-Length are added); |opts|: stream, name (false: not
@@ -253,18 +236,9 @@ static int l_post(lua_State *L)
     luaL_checktype(L, 4, LUA_TTABLE);
     const char *body = luaL_checklstring(L, 5, &bl);
     if (pool < 0 || (uint32_t)pool >= cl->s->npools) return luaL_argerror(L, 2, "no such pool");
-    if (!valid_value(target, tl) || memchr(target, ' ', tl) || tl == 0)
+    if (tl == 0 || !http_lua_valid_target(target, tl))
         return luaL_argerror(L, 3, "not a request target");
-    int nh = (int)lua_objlen(L, 4);
-    for (int i = 1; i <= nh; i++) {
-        lua_rawgeti(L, 4, i);
-        size_t n;
-        const char *v = lua_tolstring(L, -1, &n);
-        if (!v || !(i % 2 ? valid_token(v, n) : valid_value(v, n)))
-            return luaL_error(L, "header %s %d is not valid", i % 2 ? "name" : "value",
-                              (i + 1) / 2);
-        lua_pop(L, 1);
-    }
+    int nh = http_lua_check_headers(L, 4);
     bool stream = false, text = true, keep_body = false, record = true;
     uint32_t timeout_ms = cl->s->set.timeout_ms;
     uint64_t max_body = cl->s->set.max_body;
@@ -298,36 +272,7 @@ static int l_post(lua_State *L)
     struct http_pool *p = cl->s->pools[pool];
     struct http_exchange *ex = http_exchange_new(cl->s->hv);
     ex->timeout_ms = timeout_ms;
-    struct http_buf *b = &ex->req;
-    http_buf_puts(b, "POST ");
-    http_buf_append(b, target, tl);
-    http_buf_puts(b, " HTTP/1.1\r\n");
-    bool have_host = false;
-    for (int i = 1; i + 1 <= nh; i += 2) {
-        size_t n, vn;
-        lua_rawgeti(L, 4, i);
-        lua_rawgeti(L, 4, i + 1);
-        const char *hn = lua_tolstring(L, -2, &n);
-        const char *hv = lua_tolstring(L, -1, &vn);
-        if (n == 4 && strncasecmp(hn, "host", 4) == 0) have_host = true;
-        if (!(n == 14 && strncasecmp(hn, "content-length", 14) == 0)) {
-            http_buf_append(b, hn, n);
-            http_buf_append(b, ": ", 2);
-            http_buf_append(b, hv, vn);
-            http_buf_append(b, "\r\n", 2);
-        }
-        lua_pop(L, 2);
-    }
-    if (!have_host) {
-        http_buf_puts(b, "Host: ");
-        http_buf_puts(b, p->authority);
-        http_buf_append(b, "\r\n", 2);
-    }
-    char cl_line[48];
-    int n = snprintf(cl_line, sizeof(cl_line), "Content-Length: %zu\r\n\r\n", bl);
-    http_buf_append(b, cl_line, (size_t)n);
-    ex->req_head = (uint32_t)b->len;
-    http_buf_append(b, body, bl);
+    http_lua_serialise(L, ex, p, "POST", 4, target, tl, 4, nh, body, bl);
 
     struct oai_call *c = (struct oai_call *)cl->free_reqs;
     if (c) {
