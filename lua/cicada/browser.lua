@@ -9,7 +9,6 @@
 
 local core = require "cicada.core"
 local class = require "cicada.class"
-local url = require "cicada.url"
 local signals = require "cicada.signals"
 local chromium = require "cicada.chromium"
 local cjson = require "cjson"
@@ -546,11 +545,7 @@ end
 
 -- Checked when the script loads; also hooks the page around on_start and on_stop.
 function BrowserUser.__validate(cls)
-    if cls.host then
-        local ok, err = url.parse(cls.host)
-        if not ok then error((rawget(cls, "__defined_at") or "?") .. ": bad host: " .. err, 0) end
-    end
-    chromium.hook_class(cls, open, close)
+    chromium.validate_class(cls, open, close)
 end
 
 -- Each user gets its own page, self.page, opened before on_start.

@@ -8,6 +8,7 @@
 local core = require "cicada.core"
 local bcore = require "cicada.browser.core"
 local signals = require "cicada.signals"
+local url = require "cicada.url"
 
 local M = {}
 
@@ -176,6 +177,16 @@ function M.hook_class(cls, open, close)
     originals[on_start], originals[on_stop] = start, stop
     rawset(cls, "on_start", on_start)
     rawset(cls, "on_stop", on_stop)
+end
+
+-- The __validate of a browser user class: its host must parse, and open/close wrap its
+-- on_start and on_stop (hook_class).
+function M.validate_class(cls, open, close)
+    if cls.host then
+        local ok, err = url.parse(cls.host)
+        if not ok then error((rawget(cls, "__defined_at") or "?") .. ": bad host: " .. err, 0) end
+    end
+    M.hook_class(cls, open, close)
 end
 
 -- Runs fn, and again if a kill interrupts it: closing must finish even for a user killed at

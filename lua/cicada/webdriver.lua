@@ -565,11 +565,7 @@ end
 
 -- Checked when the script loads; also hooks the session around on_start and on_stop.
 function WebdriverUser.__validate(cls)
-    if cls.host then
-        local ok, err = url.parse(cls.host)
-        if not ok then error((rawget(cls, "__defined_at") or "?") .. ": bad host: " .. err, 0) end
-    end
-    chromium.hook_class(cls, open, close)
+    chromium.validate_class(cls, open, close)
 end
 
 -- Each user gets its own browser, self.browser, opened before on_start.
