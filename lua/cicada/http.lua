@@ -139,6 +139,7 @@ function R.iter_lines(r)
 end
 
 hcore.set_response_methods(R)
+local response_meta = hcore.response_meta
 
 -- ---- sessions ----------------------------------------------------------------------------------
 
@@ -343,7 +344,7 @@ local function after(self, method, resp, parsed, target, opts, ropts, cookie, lo
         local list = build_headers(self, opts, parsed2, t2)
         local body = build_body(opts, list)
         resp = signals.checked(self.core:request(pool, method, t2, list, body, ropts))
-        local _, _, _, _, c2, l2 = resp:_meta()
+        local _, _, _, _, c2, l2 = response_meta(resp)
         if c2 then store_cookies(self, resp, parsed2, t2) end
         location = l2
     end
@@ -364,7 +365,7 @@ function Session:send(method, u, opts)
         ropts = { timeout = opts.timeout, max_body = opts.max_body, stream = opts.stream }
     end
     local resp = signals.checked(self.core:request(pool, method, target, list, body, ropts))
-    local _, _, _, _, cookie, location = resp:_meta()
+    local _, _, _, _, cookie, location = response_meta(resp)
     if cookie or location then
         resp = after(self, method, resp, parsed, target, opts, ropts, cookie, location)
     end
@@ -388,8 +389,9 @@ local function default_failure(resp, name)
 end
 
 -- The headers of a request that sets nothing of its own, on a session that adds nothing.
-local PLAIN_HEADERS = { "User-Agent", USER_AGENT, "Accept-Encoding", "gzip, deflate",
-                        "Accept", "*/*", "Connection", "keep-alive" }
+local PLAIN_HEADERS = hcore.header_block({ "User-Agent", USER_AGENT,
+                                           "Accept-Encoding", "gzip, deflate",
+                                           "Accept", "*/*", "Connection", "keep-alive" })
 local checked = signals.checked
 
 -- request(method, url, [opts], [fn]): sends the request and records it in the statistics,
@@ -400,9 +402,9 @@ function Session:request(method, u, opts, fn)
     -- the fast path: a path on the host, no options, and a session that adds no header
     if opts == nil and byte(u, 1) == SLASH and byte(u, 2) ~= SLASH and not self.auth
         and next(self.headers) == nil and self.cookies.list[1] == nil and self.base then
-        local target = self.prefix .. u
+        local target = self.prefix == "" and u or self.prefix .. u
         local resp = checked(self.core:request(self.base_pool, method, target, PLAIN_HEADERS))
-        local status, err, ms, length, cookie, location = resp:_meta()
+        local status, err, ms, length, cookie, location = response_meta(resp)
         if cookie or location then
             resp = after(self, method, resp, nil, target, EMPTY, nil, cookie, location)
             ms, length, err = elapsed_of(resp), resp.length, default_failure(resp, self.rename or target)

@@ -266,6 +266,11 @@ class Faults(HttpTest):
     end
     local s = self.client:get("/stall", {{ timeout = 0.5 }})
     check("stall", s.error ~= nil and s.error:find("timed out") ~= nil, s.error)
+    -- the read timeout holds on a reused connection, after a shorter or a longer one
+    check("ok", self.client:get("/ok", {{ timeout = 0.4 }}).status_code == 200)
+    self.client:get("/stall", {{ timeout = 0.5, name = "stall after a shorter timeout" }})
+    check("ok", self.client:get("/ok", {{ timeout = 120 }}).status_code == 200)
+    self.client:get("/stall", {{ timeout = 0.5, name = "stall after a longer timeout" }})
     local streamed = self.client:get("/huge", {{ stream = true, name = "streamed" }})
     check("streamed", streamed.status_code == 200 and streamed.length == 104857600 and streamed.text == "")
     self.client:get("http://127.0.0.1:{refused}/", {{ name = "refused" }})
@@ -287,6 +292,8 @@ class Faults(HttpTest):
             "/bad-header": "malformed response", "/bad-chunked": "malformed response",
             "/bad-gzip": "compressed body", "/garbage": "malformed response",
             "/huge": "larger than max_body", "/stall": "read timed out",
+            "stall after a shorter timeout": "no response within 0.5 s",
+            "stall after a longer timeout": "no response within 0.5 s",
             "refused": "refused", "tls": "TLS", "unknown host": "no..such..host",
         }
         for name, texts in expect.items():

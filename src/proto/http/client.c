@@ -303,7 +303,15 @@ void http_conn_arm_timer(struct http_conn *c, uint32_t ms)
 {
     c->timeout_ms = ms;
     c->active_ms = uv_now(c->timer.loop);
-    if (ms) uv_timer_start(&c->timer, timeout_cb, ms, 0);
+    if (!ms) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    /* A timer left running by an earlier exchange fires no later than this one's timeout
+     * would: it stays, and timeout_cb re-arms it for the rest. Back-to-back requests on a
+     * connection then cost no timer heap work. */
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms) return;
+    uv_timer_start(&c->timer, timeout_cb, ms, 0);
 }
 
 void http_conn_stop_timer(struct http_conn *c)
@@ -314,8 +322,7 @@ void http_conn_stop_timer(struct http_conn *c)
 /* The exchange on |c| is over: the connection goes back to its pool or closes. */
 void http_conn_release(struct http_conn *c, bool reusable)
 {
-    c->ex = NULL;
-    uv_timer_stop(&c->timer);
+    c->ex = NULL; /* the timer may run on: it finds no exchange, or re-arms for the next */
     struct http_pool *p = c->pool;
     if (!reusable || !p || c->closing || !p->s->hv) {
         conn_close(c);

@@ -14,6 +14,7 @@
 
 #define SESSION_MT  "cicada.http.session"
 #define RESPONSE_MT "cicada.http.response"
+#define BLOCK_MT    "cicada.http.header_block"
 
 /* ---- response objects ------------------------------------------------------------------- */
 
@@ -178,8 +179,8 @@ static void push_headers(lua_State *L, const struct response *r)
 }
 
 /*
- * r:_meta() -> status, error (or nil), elapsed_ms, length, has Set-Cookie, Location (or nil):
- * what the session needs after every response, in one call.
+ * core.response_meta(r) -> status, error (or nil), elapsed_ms, length, has Set-Cookie, Location (or
+ * nil): what the session needs after every response, in one call.
  */
 static int l_response_meta(lua_State *L)
 {
@@ -513,6 +514,58 @@ bool http_lua_valid_target(const char *target, size_t tl)
     return valid_value(target, tl) && !memchr(target, ' ', tl);
 }
 
+/* The header lines of a flat list checked by http_lua_check_headers, appended to |b|; sets
+ * *have_host and *have_length when the list gives Host, or Content-Length or
+ * Transfer-Encoding. */
+static void append_headers(lua_State *L, struct http_buf *b, int hidx, int nh, bool *have_host,
+                           bool *have_length)
+{
+    for (int i = 1; i + 1 <= nh; i += 2) {
+        size_t n, vn;
+        lua_rawgeti(L, hidx, i);
+        lua_rawgeti(L, hidx, i + 1);
+        const char *name = lua_tolstring(L, -2, &n);
+        const char *val = lua_tolstring(L, -1, &vn);
+        char c0 = (char)(name[0] | 0x20);
+        if (!*have_host && c0 == 'h' && n == 4 && strcasecmp(name, "host") == 0) *have_host = true;
+        if (!*have_length && ((c0 == 'c' && n == 14 && strcasecmp(name, "content-length") == 0) ||
+                              (c0 == 't' && n == 17 && strcasecmp(name, "transfer-encoding") == 0)))
+            *have_length = true;
+        http_buf_append(b, name, n);
+        http_buf_append(b, ": ", 2);
+        http_buf_append(b, val, vn);
+        http_buf_append(b, "\r\n", 2);
+        lua_pop(L, 2);
+    }
+}
+
+/* A header list checked and serialised once, for requests that send the same headers every
+ * time (the client's plain GET): the request copies its lines instead of reading the list. */
+struct header_block {
+    bool have_host, have_length;
+    uint32_t len;
+    char lines[];
+};
+
+/* core.header_block({ name, value, ... }) -> a block l_request takes in place of the list */
+static int l_header_block(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int nh = http_lua_check_headers(L, 1);
+    struct http_buf b = {0};
+    bool have_host = false, have_length = false;
+    append_headers(L, &b, 1, nh, &have_host, &have_length);
+    struct header_block *hb = lua_newuserdata(L, sizeof(*hb) + b.len);
+    hb->have_host = have_host;
+    hb->have_length = have_length;
+    hb->len = (uint32_t)b.len;
+    if (b.len) memcpy(hb->lines, b.p, b.len);
+    http_buf_free(&b);
+    luaL_getmetatable(L, BLOCK_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 void http_lua_serialise(lua_State *L, struct http_exchange *ex, const struct http_pool *p,
                         const char *method, size_t ml, const char *target, size_t tl, int hidx,
                         int nh, const char *body, size_t bl)
@@ -523,22 +576,13 @@ void http_lua_serialise(lua_State *L, struct http_exchange *ex, const struct htt
     http_buf_append(b, target, tl);
     http_buf_puts(b, " HTTP/1.1\r\n");
     bool have_host = false, have_length = false;
-    for (int i = 1; i + 1 <= nh; i += 2) {
-        size_t n, vn;
-        lua_rawgeti(L, hidx, i);
-        lua_rawgeti(L, hidx, i + 1);
-        const char *name = lua_tolstring(L, -2, &n);
-        const char *val = lua_tolstring(L, -1, &vn);
-        char c0 = (char)(name[0] | 0x20);
-        if (!have_host && c0 == 'h' && n == 4 && strcasecmp(name, "host") == 0) have_host = true;
-        if (!have_length && ((c0 == 'c' && n == 14 && strcasecmp(name, "content-length") == 0) ||
-                             (c0 == 't' && n == 17 && strcasecmp(name, "transfer-encoding") == 0)))
-            have_length = true;
-        http_buf_append(b, name, n);
-        http_buf_append(b, ": ", 2);
-        http_buf_append(b, val, vn);
-        http_buf_append(b, "\r\n", 2);
-        lua_pop(L, 2);
+    if (nh < 0) { /* a header block */
+        const struct header_block *hb = lua_touserdata(L, hidx);
+        http_buf_append(b, hb->lines, hb->len);
+        have_host = hb->have_host;
+        have_length = hb->have_length;
+    } else {
+        append_headers(L, b, hidx, nh, &have_host, &have_length);
     }
     if (!have_host) {
         http_buf_puts(b, "Host: ");
@@ -574,7 +618,11 @@ static int l_request(lua_State *L)
     if (!valid_token(method, ml)) return luaL_argerror(L, 3, "not a valid method");
     if (!http_lua_valid_target(target, tl))
         return luaL_argerror(L, 4, "the path holds a space or a line break");
-    int nh = lua_istable(L, 5) ? http_lua_check_headers(L, 5) : 0;
+    int nh = 0;
+    if (lua_istable(L, 5))
+        nh = http_lua_check_headers(L, 5);
+    else if (!lua_isnoneornil(L, 5))
+        nh = luaL_checkudata(L, 5, BLOCK_MT) ? -1 : 0;
     uint32_t timeout_ms = s->set.timeout_ms;
     uint64_t max_body = s->set.max_body;
     bool stream = false;
@@ -666,10 +714,10 @@ int http_lua_open(lua_State *L)
         lua_newtable(L);
         lua_pushcfunction(L, l_response_header_list);
         lua_setfield(L, -2, "header_list");
-        lua_pushcfunction(L, l_response_meta);
-        lua_setfield(L, -2, "_meta");
         lua_setfield(L, -2, "methods");
     }
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BLOCK_MT);
     lua_pop(L, 1);
     if (luaL_newmetatable(L, "cicada.http.headers")) {
         lua_pushcfunction(L, l_headers_index);
@@ -680,6 +728,10 @@ int http_lua_open(lua_State *L)
     lua_newtable(L);
     lua_pushcfunction(L, l_session);
     lua_setfield(L, -2, "session");
+    lua_pushcfunction(L, l_response_meta); /* as a function: no method lookup per request */
+    lua_setfield(L, -2, "response_meta");
+    lua_pushcfunction(L, l_header_block);
+    lua_setfield(L, -2, "header_block");
     lua_pushcfunction(L, l_set_response_methods);
     lua_setfield(L, -2, "set_response_methods");
     return 1;

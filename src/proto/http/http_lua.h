@@ -30,8 +30,9 @@ int http_lua_check_headers(lua_State *L, int idx);
 bool http_lua_valid_target(const char *target, size_t tl);
 /*
  * Serialises a request into |ex|->req: the request line, the |nh| entries of the checked header
- * list at |hidx|, Host (|p|'s authority) and Content-Length unless the list has them (the
- * latter when there is a body or the method has one), then |body|; sets req_head.
+ * list at |hidx| (or, when |nh| is -1, the lines of the header block there), Host (|p|'s
+ * authority) and Content-Length unless the headers have them (the latter when there is a body
+ * or the method has one), then |body|; sets req_head.
  */
 void http_lua_serialise(lua_State *L, struct http_exchange *ex, const struct http_pool *p,
                         const char *method, size_t ml, const char *target, size_t tl, int hidx,
