@@ -767,10 +767,13 @@ void cc_ws_set_backref(struct cc_ws *ws, void *ref)
 void cc_ws_set_timer(struct cc_ws *ws, uint64_t ms)
 {
     if (ws->state != CC_WS_OPEN || ws->released) return;
-    if (ms == 0) {
-        if (ws->timer_use == T_OWNER) stop_timer(ws);
+    /* The owner's timer is left running when no deadline is left, or when it is due no later
+     * than asked: on_timer then finds nothing due and sets it again. A request and its answer
+     * cost no timer heap work this way. */
+    if (ms == 0) return;
+    if (ws->timer_use == T_OWNER && uv_is_active((uv_handle_t *)&ws->timer) &&
+        uv_timer_get_due_in(&ws->timer) <= ms)
         return;
-    }
     ws->timer_use = T_OWNER;
     uv_timer_start(&ws->timer, timer_cb, ms, 0);
 }

@@ -56,7 +56,9 @@ struct cc_ws_cbs {
      * with a sentence: the server broke the protocol, closed without a close frame, reset...
      */
     void (*on_end)(struct cc_ws *ws, int status);
-    /* Optional: the deadline set with cc_ws_set_timer() passed. */
+    /* Optional: the deadline set with cc_ws_set_timer() may have passed. It may also run
+     * early, or after the owner's deadlines went: the owner checks them and sets the timer
+     * again. */
     void (*on_timer)(struct cc_ws *ws);
     /* Optional: the transport's queue, which had reached its high-water mark, emptied. */
     void (*on_drain)(struct cc_ws *ws);
@@ -118,7 +120,8 @@ void cc_ws_release(struct cc_ws *ws);
 /* When the connection is freed (after release, or when the vm closes), *|ref| becomes NULL. */
 void cc_ws_set_backref(struct cc_ws *ws, void *ref);
 
-/* Arms the owner's deadline: on_timer runs in |ms| ms (0: disarms). Only while open. */
+/* Arms the owner's deadline: on_timer runs in |ms| ms or sooner (0: no deadline; a timer
+ * already running may still fire). Only while open. */
 void cc_ws_set_timer(struct cc_ws *ws, uint64_t ms);
 
 enum cc_ws_state cc_ws_state(const struct cc_ws *ws);
