@@ -479,6 +479,9 @@ static void tls_process(struct cc_conn *c)
         size_t got;
         if (SSL_read_ex(c->ssl, pbuf, PBUF_SIZE, &got) == 1) {
             c->cbs->on_read(c, pbuf, got);
+            /* the slice used up and no record left inside OpenSSL: another SSL_read_ex would
+             * only say SSL_ERROR_WANT_READ */
+            if (c->state == CC_CONN_OPEN && c->in_len == 0 && !SSL_has_pending(c->ssl)) break;
             continue;
         }
         int e = SSL_get_error(c->ssl, 0);
