@@ -372,8 +372,7 @@ static long conn_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 
 static int tls_write(struct cc_conn *c, const char *data, size_t len)
 {
-    size_t written;
-    ERR_clear_error();
+    size_t written; /* no SSL_get_error here: the error queue need not be empty first */
     if (SSL_write_ex(c->ssl, data, len, &written) == 1) {
         return (c->flags & CONN_F_DEFER_ERR) ? c->err : 0;
     }

@@ -396,5 +396,9 @@ int cc_tls_handshake_error(SSL *ssl, const char *peer, char **msg)
 
 void cc_tls_record_error(const char *peer, char **msg)
 {
-    *msg = xasprintf("TLS error from %s: %s", peer, ssl_reason());
+    /* the newest error: the failed call's own, even behind one left by other code */
+    unsigned long e = ERR_peek_last_error();
+    const char *reason = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    *msg = xasprintf("TLS error from %s: %s", peer, reason ? reason : "unknown reason");
 }

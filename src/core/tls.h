@@ -107,7 +107,8 @@ const char *cc_tls_alpn(const struct ssl_st *ssl);
  */
 int cc_tls_handshake_error(struct ssl_st *ssl, const char *peer, char **msg);
 
-/* The reason for a failure after the handshake, from the error queue (which it clears). */
+/* The reason for a failure after the handshake: the newest entry of the error queue (which it
+ * clears). */
 void cc_tls_record_error(const char *peer, char **msg);
 
 #endif
