@@ -2,6 +2,7 @@
 /* conn.c: TCP and TLS client connections on libuv; see conn.h and docs/internals/transport.md. */
 #include "core/conn.h"
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
@@ -547,6 +548,23 @@ static void tls_resume(struct cc_conn *c)
     tls_keep_rest(c, true);
 }
 
+/*
+ * At the end of the stream: UV_ECONNRESET when the peer reset the connection, else 0. libuv
+ * reports a reset that arrives together with the last data as the end of the stream (it sees
+ * the hang-up and reads no further), so the reset is still waiting in the socket. A reset
+ * after the peer's FIN (our late write answered) leaves EPIPE there instead: that peer closed
+ * cleanly, and the end stays a clean one.
+ */
+static int conn_reset_behind_eof(struct cc_conn *c)
+{
+    uv_os_fd_t fd;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return 0;
+    return err == ECONNRESET ? UV_ECONNRESET : 0;
+}
+
 static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct cc_conn *c = cc_container_of(s, struct cc_conn, tcp);
@@ -558,11 +576,12 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             c->cbs->on_read(c, buf->base, (size_t)n);
         return;
     }
-    if (n == 0) return; /* EAGAIN */
+    if (n == 0) return;                            /* EAGAIN */
+    if (n == UV_EOF) n = conn_reset_behind_eof(c); /* 0: a clean end */
     if (c->state == CC_CONN_HANDSHAKING) {
         char who[128];
         conn_peer_name(c, who, sizeof(who));
-        if (n == UV_EOF) {
+        if (n == 0) {
             conn_set_msg(c, "TLS handshake with %s failed: the server closed the connection", who);
             conn_connect_done(c, CC_ETLS);
         } else {
@@ -571,7 +590,7 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         return;
     }
-    conn_end(c, n == UV_EOF ? 0 : (int)n);
+    conn_end(c, (int)n);
 }
 
 static void conn_start_reading(struct cc_conn *c)

@@ -259,7 +259,7 @@ class Faults(HttpTest):
         refused = servers.free_port()
         tls = self.srv.tls_port
         r = self.cicada("--headless", "-u", "1", "-t", "30", "-H", self.srv.url, script=one_shot(f"""
-    for _, path in ipairs({{ "/reset-mid", "/close-mid", "/no-response", "/bad-status",
+    for _, path in ipairs({{ "/reset-mid", "/reset-end", "/close-mid", "/no-response", "/bad-status",
                             "/bad-header", "/bad-chunked", "/bad-gzip", "/garbage", "/huge" }}) do
         local r = self.client:get(path)
         check(path, r.status_code == 0 and r.error ~= nil, tostring(r.status_code))
@@ -286,7 +286,7 @@ class Faults(HttpTest):
         self.assertEqual([f for f in r.data["failures"] if f["method"] == "check"], [])
         errors = {f["name"]: f["error"] for f in r.data["failures"]}
         expect = {
-            "/reset-mid": ("reset", "before the response was complete"),
+            "/reset-mid": "reset", "/reset-end": "reset",
             "/close-mid": "before the response was complete",
             "/no-response": "without a response", "/bad-status": "malformed response",
             "/bad-header": "malformed response", "/bad-chunked": "malformed response",

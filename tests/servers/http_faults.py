@@ -7,6 +7,8 @@ Prints "listening on http://127.0.0.1:PORT" first, then serves until killed.
   /close-after        a normal keep-alive response, then the connection is closed silently,
                       as servers drop idle keep-alive connections
   /reset-mid          part of the headers, then a TCP reset
+  /reset-end          a head without a length (the body ends with the connection), a body,
+                      then a TCP reset instead of a close: the body may be cut short
   /close-mid          Content-Length 100, 10 bytes, then a clean close
   /no-response        the connection closes without a byte
   /stall              never answers
@@ -61,6 +63,10 @@ def handle(conn):
                 break
             if path == "/reset-mid":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Len")
+                reset(conn)
+                return
+            if path == "/reset-end":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it?")
                 reset(conn)
                 return
             if path == "/close-mid":

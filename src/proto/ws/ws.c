@@ -20,7 +20,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <wslay/wslay.h>
 
 /* Per vm: the resolver, shared TLS contexts, every live connection. */
@@ -470,25 +469,9 @@ static void on_read(struct cc_conn *c, const char *data, size_t len)
     if (ws->state == CC_WS_OPEN || ws->state == CC_WS_CLOSING) ws_recv(ws, data, len);
 }
 
-/*
- * The error the socket holds, as a libuv code, or 0. libuv reports a reset that arrives
- * together with the last data as the end of the stream (it sees the hang-up and reads no
- * further), so the reset is still waiting here to be asked for.
- */
-static int pending_socket_error(struct cc_conn *c)
-{
-    uv_os_fd_t fd;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return 0;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return 0;
-    return err > 0 ? -err : 0;
-}
-
 static void on_end(struct cc_conn *c, int status)
 {
     struct cc_ws *ws = cc_container_of(c, struct cc_ws, conn);
-    if (status == 0) status = pending_socket_error(c);
     if (ws->state == CC_WS_HANDSHAKE) {
         if (status == 0)
             fail_open(ws, CC_EPROTO,
