@@ -576,8 +576,9 @@ static void conn_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             c->cbs->on_read(c, buf->base, (size_t)n);
         return;
     }
-    if (n == 0) return;                            /* EAGAIN */
-    if (n == UV_EOF) n = conn_reset_behind_eof(c); /* 0: a clean end */
+    if (n == 0) return; /* EAGAIN */
+    /* the end of the stream: 0 when clean, else the reset behind it */
+    if (n == UV_EOF) n = conn_reset_behind_eof(c);
     if (c->state == CC_CONN_HANDSHAKING) {
         char who[128];
         conn_peer_name(c, who, sizeof(who));

@@ -179,8 +179,8 @@ static void push_headers(lua_State *L, const struct response *r)
 }
 
 /*
- * core.response_meta(r) -> status, error (or nil), elapsed_ms, length, has Set-Cookie, Location (or
- * nil): what the session needs after every response, in one call.
+ * core.response_meta(r) -> status, error (or nil), elapsed_ms, length, has Set-Cookie,
+ * Location (or nil): what the session needs after every response, in one call.
  */
 static int l_response_meta(lua_State *L)
 {
@@ -619,10 +619,12 @@ static int l_request(lua_State *L)
     if (!http_lua_valid_target(target, tl))
         return luaL_argerror(L, 4, "the path holds a space or a line break");
     int nh = 0;
-    if (lua_istable(L, 5))
+    if (lua_istable(L, 5)) {
         nh = http_lua_check_headers(L, 5);
-    else if (!lua_isnoneornil(L, 5))
-        nh = luaL_checkudata(L, 5, BLOCK_MT) ? -1 : 0;
+    } else if (!lua_isnoneornil(L, 5)) {
+        luaL_checkudata(L, 5, BLOCK_MT); /* or it raises */
+        nh = -1;
+    }
     uint32_t timeout_ms = s->set.timeout_ms;
     uint64_t max_body = s->set.max_body;
     bool stream = false;
