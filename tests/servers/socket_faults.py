@@ -20,7 +20,8 @@ The first port reads one command line from each connection and then:
   count           answers each following line with how many connections this port has had,
                   as one line (for keep-alive tests: the number stays the same on one connection)
 The further ports:
-  garbage         answers the first bytes of anything with random bytes, then closes
+  garbage         answers the first bytes of anything with random bytes after a zero byte
+                  (so that no client reads them as a valid reply by chance), then closes
   stall           accepts, reads, never answers
   tls-echo        TLS (the certificate of CERT_DIR), then the line echo of "echo" above
 """
@@ -111,7 +112,7 @@ def handle(conn):
 def garbage(conn):
     try:
         conn.recv(65536)
-        conn.sendall(os.urandom(4096))
+        conn.sendall(b"\0" + os.urandom(4095))
     except OSError:
         pass
     conn.close()
