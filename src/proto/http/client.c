@@ -314,11 +314,6 @@ void http_conn_arm_timer(struct http_conn *c, uint32_t ms)
     uv_timer_start(&c->timer, timeout_cb, ms, 0);
 }
 
-void http_conn_stop_timer(struct http_conn *c)
-{
-    uv_timer_stop(&c->timer);
-}
-
 /* The exchange on |c| is over: the connection goes back to its pool or closes. */
 void http_conn_release(struct http_conn *c, bool reusable)
 {

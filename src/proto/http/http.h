@@ -318,7 +318,6 @@ static inline void http_conn_touch(struct http_conn *c)
 {
     c->active_ms = uv_now(c->timer.loop);
 }
-void http_conn_stop_timer(struct http_conn *c);
 /* Gives the queue of |p| to its connections, opening them as needed. */
 void http_pool_dispatch(struct http_pool *p);
 
