@@ -225,18 +225,11 @@ function Client:embeddings(input, opts)
     return self:request("/embeddings", prepare(self, body, opts, false), opts)
 end
 
--- Groups every request made inside fn under one name (Locust's rename_request).
-function Client:rename_request(name, fn)
-    local old = self.rename
-    self.rename = name
-    local ok, err = pcall(fn)
-    self.rename = old
-    if not ok then error(err, 0) end
-end
-
-function Client:close()
-    self.core:close()
-end
+-- Groups every request made inside fn under one name (Locust's rename_request), and closes:
+-- as the HTTP client does, whose fields (rename, core) these are too.
+local Session = require("cicada.http").Session
+Client.rename_request = Session.rename_request
+Client.close = Session.close
 
 -- ---- OpenAIUser ------------------------------------------------------------------------------
 

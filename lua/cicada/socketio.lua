@@ -336,16 +336,7 @@ M.SocketIOUser = class.User:extend("SocketIOUser", {
 
 local SocketIOUser = M.SocketIOUser
 
-function SocketIOUser.__validate(cls)
-    if cls.host then
-        local u, err = url.parse(cls.host)
-        if not u then error((rawget(cls, "__defined_at") or "?") .. ": bad host: " .. err, 0) end
-        if WS_SCHEME[u.scheme] == nil then
-            error((rawget(cls, "__defined_at") or "?") .. ": host must be http://, https://, "
-                .. "ws:// or wss://", 0)
-        end
-    end
-end
+SocketIOUser.__validate = require("cicada.websocket").check_host
 
 -- Each user gets its own client, self.client (Locust's self.sio is the same object), not yet
 -- connected: on_start calls self.client:connect().

@@ -243,7 +243,9 @@ M.WebSocketUser = class.User:extend("WebSocketUser", {
 
 local WebSocketUser = M.WebSocketUser
 
-function WebSocketUser.__validate(cls)
+-- Checks a user class's host, when it has one, for a WebSocket connection (the Socket.IO
+-- user's too): a URL whose scheme is ws, wss, http or https.
+function M.check_host(cls)
     if cls.host then
         local u, err = url.parse(cls.host)
         if not u then error((rawget(cls, "__defined_at") or "?") .. ": bad host: " .. err, 0) end
@@ -253,6 +255,8 @@ function WebSocketUser.__validate(cls)
         end
     end
 end
+
+WebSocketUser.__validate = M.check_host
 
 -- Each user gets its own client, self.client, not yet connected: on_start calls
 -- self.client:connect("/path").

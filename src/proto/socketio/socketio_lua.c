@@ -408,6 +408,21 @@ static int l_connect(lua_State *L)
     return plain_wait(L, c, &c->conn_w, 0);
 }
 
+/* The binary attachments at |idx| (a list of strings, or nil) into |atts| (64 of them); the
+ * list keeps the strings alive. Returns how many; raises past 64. */
+static uint32_t check_atts(lua_State *L, int idx, struct cc_sio_att atts[64], const char *what)
+{
+    if (!lua_istable(L, idx)) return 0;
+    size_t na = lua_objlen(L, idx);
+    if (na > 64) luaL_error(L, "%s: at most 64 binary attachments", what);
+    for (uint32_t n = 0; n < na; n++) {
+        lua_rawgeti(L, idx, (int)n + 1);
+        atts[n].data = luaL_checklstring(L, -1, &atts[n].len);
+        lua_pop(L, 1);
+    }
+    return (uint32_t)na;
+}
+
 /* client:emit(json, atts) -> true | nil, error. |json| is the event's array, name first. */
 static int l_emit(lua_State *L)
 {
@@ -415,16 +430,7 @@ static int l_emit(lua_State *L)
     size_t len;
     const char *json = luaL_checklstring(L, 2, &len);
     struct cc_sio_att atts[64];
-    uint32_t n = 0;
-    if (lua_istable(L, 3)) {
-        size_t na = lua_objlen(L, 3);
-        if (na > CC_ARRAY_LEN(atts)) return luaL_error(L, "emit: at most 64 binary attachments");
-        for (n = 0; n < na; n++) {
-            lua_rawgeti(L, 3, (int)n + 1);
-            atts[n].data = luaL_checklstring(L, -1, &atts[n].len);
-            lua_pop(L, 1); /* the table keeps the string */
-        }
-    }
+    uint32_t n = check_atts(L, 3, atts, "emit");
     int rc = cc_sio_emit(&c->sio, json, len, atts, n, NULL, 0);
     if (rc == 0) {
         lua_pushboolean(L, 1);
@@ -449,16 +455,7 @@ static int l_call(lua_State *L)
     double timeout = luaL_optnumber(L, 4, 0);
     const char *name = lua_isstring(L, 5) ? lua_tolstring(L, 5, &nl) : NULL;
     struct cc_sio_att atts[64];
-    uint32_t n = 0;
-    if (lua_istable(L, 3)) {
-        size_t na = lua_objlen(L, 3);
-        if (na > CC_ARRAY_LEN(atts)) return luaL_error(L, "call: at most 64 binary attachments");
-        for (n = 0; n < na; n++) {
-            lua_rawgeti(L, 3, (int)n + 1);
-            atts[n].data = luaL_checklstring(L, -1, &atts[n].len);
-            lua_pop(L, 1);
-        }
-    }
+    uint32_t n = check_atts(L, 3, atts, "call");
     const struct cc_ikey *key =
         name && c->vm->rec ? cc_recorder_key(c->vm->rec, "WSC", 3, name, nl) : NULL;
     if (!cc_sio_connected(&c->sio)) {
@@ -504,16 +501,7 @@ static int l_ack(lua_State *L)
     size_t len;
     const char *json = luaL_checklstring(L, 3, &len);
     struct cc_sio_att atts[64];
-    uint32_t n = 0;
-    if (lua_istable(L, 4)) {
-        size_t na = lua_objlen(L, 4);
-        if (na > CC_ARRAY_LEN(atts)) return luaL_error(L, "ack: at most 64 binary attachments");
-        for (n = 0; n < na; n++) {
-            lua_rawgeti(L, 4, (int)n + 1);
-            atts[n].data = luaL_checklstring(L, -1, &atts[n].len);
-            lua_pop(L, 1);
-        }
-    }
+    uint32_t n = check_atts(L, 4, atts, "ack");
     if (id < 0 || id > (double)CC_SIO_MAX_ID) return luaL_argerror(L, 2, "not an ack id");
     if (cc_sio_ack(&c->sio, (uint64_t)id, json, len, atts, n) != 0) {
         lua_pushnil(L);
