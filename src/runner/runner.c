@@ -1841,7 +1841,8 @@ lua_State *cc_runner_lua(struct cc_runner *r)
 
 int cc_runner_select_classes(struct cc_runner *r, const bool *picked)
 {
-    if (r->state != ST_READY && r->state != ST_STOPPED) return -1;
+    /* While the script loads the view says "ready": the pick is kept, the start refused. */
+    if (r->state != ST_LOADING && r->state != ST_READY && r->state != ST_STOPPED) return -1;
     if (!r->picked) r->picked = cc_xcalloc(r->nclasses + 1, sizeof(*r->picked));
     memcpy(r->picked, picked, r->nclasses * sizeof(*r->picked));
     return 0;

@@ -36,7 +36,7 @@ void cc_runner_quit(struct cc_runner *r);
 void cc_runner_reset_stats(struct cc_runner *r);
 /*
  * The classes the next test runs: |picked| (copied) has one flag per class. Only while no
- * test runs (ready or stopped); returns 0, or -1 otherwise.
+ * test runs (loading, ready or stopped); returns 0, or -1 otherwise.
  */
 int cc_runner_select_classes(struct cc_runner *r, const bool *picked);
 

@@ -413,6 +413,25 @@ class Endpoints(CicadaTest):
         fetch(ui.url + "/stop")
         self.wait_stats(ui, lambda s: s["state"] == "stopped", "the test to stop")
 
+    def test_classes_picked_while_loading(self):
+        # the worker threads take a second more to load the script than the web interface to
+        # come up: a start with picked classes meanwhile is told to try again (as any start is),
+        # and the retry runs the pick
+        slow = SCRIPT.replace('local cicada = require "cicada"\n',
+                              'local cicada = require "cicada"\n'
+                              'if cicada.env.role == "worker" then io.popen("sleep 1"):close() end\n')
+        ui = UI(self, "-H", self.demo.url, script=slow)
+        try:
+            r = swarm(ui.url, {"user_count": "2", "spawn_rate": "100", "user_classes": ["Admin"]})
+            self.assertTrue(r["success"], r)
+            self.assertEqual(r["user_classes"], ["Admin"])
+            stats = self.wait_stats(
+                ui, lambda s: s["user_count"] == 2 and s["stats"][-1]["num_requests"] >= 2,
+                "the Admin-only test")
+            self.assertEqual([e["name"] for e in stats["stats"]], ["/health", "Aggregated"])
+        finally:
+            self.assertEqual(ui.stop(), 0, ui.log())
+
 
 class Security(CicadaTest):
     @classmethod
