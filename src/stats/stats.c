@@ -113,7 +113,12 @@ void cc_recorder_release(struct cc_recorder *r)
 const struct cc_ikey *cc_recorder_key(struct cc_recorder *r, const char *type, size_t type_len,
                                       const char *name, size_t name_len)
 {
-    return cc_intern_get2(&r->names, type, type_len, name, name_len);
+    const struct cc_ikey **slot = &r->recent[((uintptr_t)name >> 4) % CC_ARRAY_LEN(r->recent)];
+    const struct cc_ikey *k = *slot;
+    if (k && k->len[1] == name_len && k->len[0] == type_len &&
+        memcmp(k->part[1], name, name_len) == 0 && memcmp(k->part[0], type, type_len) == 0)
+        return k;
+    return *slot = cc_intern_get2(&r->names, type, type_len, name, name_len);
 }
 
 /* Interns a failure or exception key, folding new keys past the cap into one overflow key. */

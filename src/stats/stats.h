@@ -77,6 +77,9 @@ struct cc_recorder {
     struct cc_intern exceptions; /* (message, traceback) */
     struct cc_shard *shard;      /* active shard */
     double now_s;                /* wall clock, refreshed by the worker once per loop turn */
+    /* recent keys of cc_recorder_key, by where the caller's name string lives (Lua's strings
+     * stay put): a hit still compares the bytes, so a reused address cannot mislead it */
+    const struct cc_ikey *recent[16];
 };
 
 void cc_recorder_init(struct cc_recorder *r, struct cc_shard *active);
