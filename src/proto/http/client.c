@@ -7,21 +7,40 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 /* ---- buffers ---------------------------------------------------------------------------- */
 
-void http_buf_append(struct http_buf *b, const char *s, size_t n)
+void http_buf_grow(struct http_buf *b, size_t need)
 {
-    if (n == 0) return;
-    if (b->len + n > b->cap) cc_grow((void **)&b->p, &b->cap, b->len + n + 1, 1);
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+    cc_grow((void **)&b->p, &b->cap, need, 1);
 }
 
 void http_buf_free(struct http_buf *b)
 {
     cc_free(b->p);
     memset(b, 0, sizeof(*b));
+}
+
+void http_note_header(struct http_exchange *ex, const char *name, size_t nl, size_t value_at)
+{
+    /* by length and first letter: most names need no comparison at all */
+    uint32_t at = (uint32_t)value_at + 1;
+    switch (nl) {
+    case 8:
+        if ((name[0] | 0x20) == 'l' && !ex->location_at && strncasecmp(name, "location", 8) == 0)
+            ex->location_at = at;
+        break;
+    case 10:
+        if ((name[0] | 0x20) == 's' && strncasecmp(name, "set-cookie", 10) == 0)
+            ex->set_cookie = true;
+        break;
+    case 16:
+        if ((name[0] | 0x20) == 'c' && !ex->encoding_at &&
+            strncasecmp(name, "content-encoding", 16) == 0)
+            ex->encoding_at = at;
+        break;
+    }
 }
 
 /* ---- the vm's state --------------------------------------------------------------------- */

@@ -38,7 +38,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 
 static int on_header_field_complete(llhttp_t *p)
 {
-    http_buf_append(&ex_of(p)->headers, "", 1);
+    struct http_exchange *ex = ex_of(p);
+    http_buf_append(&ex->headers, "", 1);
+    http_note_header(ex, ex->headers.p + ex->name_at, ex->headers.len - ex->name_at - 1,
+                     ex->headers.len);
     return 0;
 }
 
@@ -52,20 +55,8 @@ static int on_header_value_complete(llhttp_t *p)
     struct http_exchange *ex = ex_of(p);
     http_buf_append(&ex->headers, "", 1);
     ex->nheaders++;
+    ex->name_at = (uint32_t)ex->headers.len;
     return 0;
-}
-
-/* The value of the response header |name| received so far, or NULL. */
-static const char *header(const struct http_exchange *ex, const char *name)
-{
-    if (!ex->headers.p) return NULL;
-    const char *h = ex->headers.p, *end = h + ex->headers.len;
-    for (uint32_t i = 0; i < ex->nheaders && h < end; i++) {
-        const char *v = h + strlen(h) + 1;
-        if (strcasecmp(h, name) == 0) return v;
-        h = v + strlen(v) + 1;
-    }
-    return NULL;
 }
 
 static int on_headers_complete(llhttp_t *p)
@@ -77,7 +68,7 @@ static int on_headers_complete(llhttp_t *p)
         ex->h1_event = true;
         return ex->head ? 1 : 0;
     }
-    if (http_body_begin(ex, header(ex, "Content-Encoding")) != 0) return -1;
+    if (http_body_begin(ex, http_header_at(ex, ex->encoding_at)) != 0) return -1;
     return ex->head ? 1 : 0; /* a response to HEAD has no body, whatever it declares */
 }
 
@@ -108,8 +99,7 @@ static int on_message_complete(llhttp_t *p)
     struct http_exchange *ex = ex_of(p);
     if (ex->status >= 100 && ex->status < 200 && ex->status != 101) {
         /* forget the interim response; the parser goes on to the final one */
-        ex->headers.len = 0;
-        ex->nheaders = 0;
+        http_headers_clear(ex);
         ex->reason.len = 0;
         ex->status = 0;
         return 0;
@@ -140,8 +130,8 @@ void h1_send(struct http_conn *c, struct http_exchange *ex)
     ex->conn = c;
     ex->got_bytes = false;
     ex->status = 0;
-    ex->headers.len = ex->body.len = ex->reason.len = 0;
-    ex->nheaders = 0;
+    http_headers_clear(ex);
+    ex->body.len = ex->reason.len = 0;
     ex->body_bytes = ex->wire_bytes = 0;
     ex->http2 = false;
     ex->h1_event = false;

@@ -255,19 +255,6 @@ static void progress(struct http_conn *c, struct http_exchange *ex)
     ex->progress_ns = c->read_ns;
 }
 
-/* The value of response header |name| (lower case) received so far, or NULL. */
-static const char *header(const struct http_exchange *ex, const char *name)
-{
-    if (!ex->nheaders) return NULL; /* |headers| may have no buffer yet */
-    const char *h = ex->headers.p, *end = h + ex->headers.len;
-    for (uint32_t i = 0; i < ex->nheaders && h < end; i++) {
-        const char *v = h + strlen(h) + 1;
-        if (strcmp(h, name) == 0) return v;
-        h = v + strlen(v) + 1;
-    }
-    return NULL;
-}
-
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     struct http_conn *c = ud;
@@ -276,8 +263,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     progress(c, ex);
     if (!ex->h2_final) { /* a response head; a final one after an interim (1xx) replaces it */
         ex->status = 0;
-        ex->headers.len = 0;
-        ex->nheaders = 0;
+        http_headers_clear(ex);
     }
     return 0;
 }
@@ -305,6 +291,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     http_buf_append(&ex->headers, (const char *)name, nl);
     http_buf_append(&ex->headers, "", 1);
+    http_note_header(ex, (const char *)name, nl, ex->headers.len);
     http_buf_append(&ex->headers, (const char *)value, vl);
     http_buf_append(&ex->headers, "", 1);
     ex->nheaders++;
@@ -384,7 +371,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         http_buf_puts(&ex->reason, reason_phrase(ex->status));
         if (ex->resp_events) {
             notify(c, ex);
-        } else if (http_body_begin(ex, header(ex, "content-encoding")) != 0) {
+        } else if (http_body_begin(ex, http_header_at(ex, ex->encoding_at)) != 0) {
             stream_abort(c, ex, NGHTTP2_CANCEL);
             return 0;
         }
@@ -648,8 +635,8 @@ static void submit(struct http_conn *c, struct http_exchange *ex)
     ex->status = 0;
     ex->error = 0;
     ex->got_bytes = false;
-    ex->headers.len = ex->body.len = ex->reason.len = 0;
-    ex->nheaders = 0;
+    http_headers_clear(ex);
+    ex->body.len = ex->reason.len = 0;
     ex->body_bytes = ex->wire_bytes = 0;
     ex->http2 = true;
     ex->h2_final = ex->h2_end = ex->h2_reset = false;

@@ -53,7 +53,14 @@ struct http_buf {
     size_t len, cap;
 };
 
-void http_buf_append(struct http_buf *b, const char *s, size_t n);
+void http_buf_grow(struct http_buf *b, size_t need);
+static inline void http_buf_append(struct http_buf *b, const char *s, size_t n)
+{
+    if (n == 0) return;
+    if (b->len + n > b->cap) http_buf_grow(b, b->len + n + 1);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
 static inline void http_buf_puts(struct http_buf *b, const char *s)
 {
     http_buf_append(b, s, strlen(s));
@@ -113,7 +120,11 @@ struct http_exchange {
     struct http_buf reason;
     struct http_buf headers; /* "name\0value\0" pairs */
     uint32_t nheaders;
-    bool in_value; /* the last header callback was a value */
+    uint32_t name_at; /* HTTP/1.1: where in |headers| the name being received starts */
+    /* noted as the headers arrive (http_note_header), so that nothing searches them later:
+     * 1 + where in |headers| the first value of each is, or 0 */
+    uint32_t encoding_at, location_at;
+    bool set_cookie;
     struct http_buf body;
     uint64_t body_bytes; /* decoded body bytes seen, kept or not */
     uint64_t wire_bytes; /* body bytes as they came on the wire */
@@ -307,6 +318,25 @@ size_t h2_request_headers(struct http_vm *hv, const struct http_pool *p, struct 
 
 /* Response body decoding (gzip, deflate) into ex->body, honouring the caps. */
 int http_body_begin(struct http_exchange *ex, const char *content_encoding);
+
+/* Forgets the response headers received (a new response, or a final one after an interim). */
+static inline void http_headers_clear(struct http_exchange *ex)
+{
+    ex->headers.len = 0;
+    ex->nheaders = 0;
+    ex->name_at = ex->encoding_at = ex->location_at = 0;
+    ex->set_cookie = false;
+}
+
+/* Notes a response header the client acts on: |name| (|nl| bytes), its value at |value_at| of
+ * |headers|. */
+void http_note_header(struct http_exchange *ex, const char *name, size_t nl, size_t value_at);
+
+/* The first value of Content-Encoding or Location received, or NULL. */
+static inline const char *http_header_at(const struct http_exchange *ex, uint32_t at)
+{
+    return at ? ex->headers.p + at - 1 : NULL;
+}
 int http_body_feed(struct http_exchange *ex, const char *data, size_t len);
 int http_body_end(struct http_exchange *ex);
 

@@ -16,6 +16,40 @@
 #define RESPONSE_MT "cicada.http.response"
 #define BLOCK_MT    "cicada.http.header_block"
 
+/* Each metatable is in the registry by name and, for the per-request paths, under the address
+ * of one of these: found without interning a string, as luaL_checkudata does on every call. */
+static char session_key, response_key, block_key;
+
+static void push_mt(lua_State *L, const char *key)
+{
+    lua_pushlightuserdata(L, (void *)key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+}
+
+/* luaL_newmetatable, also filed under |key|: leaves the metatable on the stack. */
+static bool new_mt(lua_State *L, const char *key, const char *tname)
+{
+    bool fresh = luaL_newmetatable(L, tname);
+    lua_pushlightuserdata(L, (void *)key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    return fresh;
+}
+
+/* luaL_checkudata by |key|. */
+static void *check_ud(lua_State *L, int idx, const char *key, const char *tname)
+{
+    void *p = lua_touserdata(L, idx);
+    if (p && lua_getmetatable(L, idx)) {
+        push_mt(L, key);
+        bool same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (same) return p;
+    }
+    luaL_typerror(L, idx, tname);
+    return NULL;
+}
+
 /* ---- response objects ------------------------------------------------------------------- */
 
 /* A response as Lua sees it: one allocation holding the fields and the bytes they point to. */
@@ -23,6 +57,8 @@ struct response {
     int status;
     int error;  /* 0, or the negative code of a failure */
     bool http2; /* it came over HTTP/2 */
+    bool set_cookie;
+    uint32_t location_at; /* 1 + where in |data| the first Location value is, or 0 */
     uint32_t nheaders;
     uint32_t headers_len; /* "name\0value\0" pairs */
     uint32_t reason_len;
@@ -81,6 +117,8 @@ static void push_response(lua_State *L, struct http_exchange *ex)
     r->status = ex->error ? 0 : ex->status;
     r->error = ex->error;
     r->http2 = ex->http2;
+    r->set_cookie = !ex->error && ex->set_cookie;
+    r->location_at = ex->error ? 0 : ex->location_at;
     r->nheaders = ex->error ? 0 : ex->nheaders;
     r->headers_len = ex->error ? 0 : (uint32_t)hl;
     r->body_len = bl;
@@ -101,7 +139,7 @@ static void push_response(lua_State *L, struct http_exchange *ex)
     d += el;
     if (ul) memcpy(d, url, ul);
     d[ul] = '\0';
-    luaL_getmetatable(L, RESPONSE_MT);
+    push_mt(L, &response_key);
     lua_setmetatable(L, -2);
 }
 
@@ -119,7 +157,7 @@ void http_lua_resume(struct http_exchange *ex)
 
 static struct response *check_response(lua_State *L)
 {
-    return luaL_checkudata(L, 1, RESPONSE_MT);
+    return check_ud(L, 1, &response_key, RESPONSE_MT);
 }
 
 /* The response's cache and script-set fields, created on first need. */
@@ -192,22 +230,9 @@ static int l_response_meta(lua_State *L)
         lua_pushnil(L);
     lua_pushnumber(L, r->elapsed_ms);
     lua_pushnumber(L, (double)r->length);
-    /* one pass for both headers; most names fail on their first letter */
-    bool cookie = false;
-    const char *loc = NULL;
-    bool redirect = r->status >= 300 && r->status < 400;
-    const char *h = r->data, *end = r->data + r->headers_len;
-    for (uint32_t i = 0; i < r->nheaders && h < end; i++) {
-        size_t nl = strlen(h);
-        const char *v = h + nl + 1;
-        if ((h[0] | 0x20) == 's' && nl == 10 && strcasecmp(h, "set-cookie") == 0) cookie = true;
-        if (redirect && (h[0] | 0x20) == 'l' && nl == 8 && strcasecmp(h, "location") == 0 && !loc)
-            loc = v;
-        h = v + strlen(v) + 1;
-    }
-    lua_pushboolean(L, cookie);
-    if (loc)
-        lua_pushstring(L, loc);
+    lua_pushboolean(L, r->set_cookie);
+    if (r->location_at && r->status >= 300 && r->status < 400)
+        lua_pushstring(L, r->data + r->location_at - 1);
     else
         lua_pushnil(L);
     return 6;
@@ -292,7 +317,7 @@ static int l_response_index(lua_State *L)
             lua_pushliteral(L, "HTTP/1.1");
     } else {
         /* methods written in Lua (json, raise_for_status, success, failure...) */
-        luaL_getmetatable(L, RESPONSE_MT);
+        push_mt(L, &response_key);
         lua_getfield(L, -1, "methods");
         lua_pushvalue(L, 2);
         lua_rawget(L, -2);
@@ -343,7 +368,7 @@ struct session_ud {
 
 static struct http_session *check_session(lua_State *L)
 {
-    struct session_ud *u = luaL_checkudata(L, 1, SESSION_MT);
+    struct session_ud *u = check_ud(L, 1, &session_key, SESSION_MT);
     if (!u->s || !u->s->hv) luaL_error(L, "this HTTP client is closed");
     return u->s;
 }
@@ -622,7 +647,7 @@ static int l_request(lua_State *L)
     if (lua_istable(L, 5)) {
         nh = http_lua_check_headers(L, 5);
     } else if (!lua_isnoneornil(L, 5)) {
-        luaL_checkudata(L, 5, BLOCK_MT); /* or it raises */
+        check_ud(L, 5, &block_key, BLOCK_MT); /* or it raises */
         nh = -1;
     }
     uint32_t timeout_ms = s->set.timeout_ms;
@@ -678,7 +703,7 @@ static int l_session_gc(lua_State *L)
 static int l_set_response_methods(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_getmetatable(L, RESPONSE_MT);
+    push_mt(L, &response_key);
     lua_getfield(L, -1, "methods");
     lua_pushnil(L);
     while (lua_next(L, 1)) {
@@ -698,7 +723,7 @@ static const luaL_Reg session_methods[] = {
 
 int http_lua_open(lua_State *L)
 {
-    if (luaL_newmetatable(L, SESSION_MT)) {
+    if (new_mt(L, &session_key, SESSION_MT)) {
         lua_newtable(L);
         luaL_register(L, NULL, session_methods);
         lua_setfield(L, -2, "__index");
@@ -706,7 +731,7 @@ int http_lua_open(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
-    if (luaL_newmetatable(L, RESPONSE_MT)) {
+    if (new_mt(L, &response_key, RESPONSE_MT)) {
         lua_pushcfunction(L, l_response_index);
         lua_setfield(L, -2, "__index");
         lua_pushcfunction(L, l_response_newindex);
@@ -719,7 +744,7 @@ int http_lua_open(lua_State *L)
         lua_setfield(L, -2, "methods");
     }
     lua_pop(L, 1);
-    luaL_newmetatable(L, BLOCK_MT);
+    new_mt(L, &block_key, BLOCK_MT);
     lua_pop(L, 1);
     if (luaL_newmetatable(L, "cicada.http.headers")) {
         lua_pushcfunction(L, l_headers_index);
