@@ -496,11 +496,8 @@ static void stop(struct cc_runner *r, const char *why, bool quit)
 {
     if (quit) r->quit = true;
     switch (r->state) {
-    case ST_LOADING: /* nothing has started yet */
-        if (!quit) return;
-        cc_info("runner", "%s", why);
-        r->exit_code = 1;
-        close_all(r);
+    case ST_LOADING: /* the run ends as one that never started, once the script is loaded */
+        if (quit) cc_info("runner", "%s", why);
         return;
     case ST_READY:
     case ST_STOPPED:
@@ -859,6 +856,10 @@ static void handle(struct cc_runner *r, struct cc_msg *m)
                 break;
             }
             r->state = ST_READY;
+            if (r->quit) { /* a signal came while the script loaded */
+                finish(r);
+                break;
+            }
             if (r->is_worker) {
                 worker_join(r);
                 break;
@@ -1162,6 +1163,10 @@ static void master_listen(struct cc_runner *r)
         return;
     }
     r->state = ST_READY;
+    if (r->quit) { /* a signal came while the script loaded */
+        finish(r);
+        return;
+    }
     cc_info("runner", "Master listening on %s:%d", o->master_bind_host,
             cc_dist_master_port(r->master));
     if (autostart) {
@@ -1591,7 +1596,6 @@ static int run(const struct cc_options *o, const char *lua_dir)
     }
 
     if (code < 0) {
-        cc_info("main", "Starting cicada %s", CC_VERSION);
         r->reported = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
         r->batch = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
         r->batch_stop = cc_xcalloc((size_t)r->nworkers * r->nclasses + 1, sizeof(uint32_t));
@@ -1613,6 +1617,7 @@ static int run(const struct cc_options *o, const char *lua_dir)
         }
         uv_signal_start(&r->sigint, signal_cb, SIGINT);
         uv_signal_start(&r->sigterm, signal_cb, SIGTERM);
+        cc_info("main", "Starting cicada %s", CC_VERSION); /* from here a signal ends the run */
         r->state = ST_LOADING;
         lua_pushliteral(r->vm.L, "init");
         lua_newtable(r->vm.L);

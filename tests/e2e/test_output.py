@@ -118,6 +118,32 @@ class Output(CicadaTest):
         self.assertEqual(rows[-1][1], "Aggregated")
         self.assertEqual(int(rows[-1][2]), d["total"]["num_requests"])
 
+    def test_sigint_while_loading_writes_results(self):
+        # the worker threads take a second to load the script: the signal comes meanwhile, and
+        # the run ends as one that never started, with its (empty) results written
+        prefix = self.path("early")
+        json_path = self.path("early.json")
+        p = self.start("--headless", "-u", "2", "-t", "60", "--csv", prefix, "--json-file",
+                       json_path, script="""
+            local cicada = require "cicada"
+            if cicada.env.role == "worker" then io.popen("sleep 1"):close() end
+            local U = cicada.User:extend("U", { wait_time = cicada.constant(0.1) })
+            U:task(function() cicada.record("t", "task", 1, 0) end)
+            return { U }
+        """)
+        self.wait_for(lambda: "Starting cicada" in (p.stderr.readline() or ""),
+                      what="the start line")
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn("Got SIGINT", err)
+        self.assertNotIn("All users spawned", err)
+        with open(json_path) as f:
+            self.assertEqual(json.load(f)["total"]["num_requests"], 0)
+        with open(prefix + "_stats.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        self.assertEqual(rows[-1][1:3], ["Aggregated", "0"])
+
     def test_second_sigint_exits_at_once(self):
         # on_stop never returns: the first signal waits for it, the second one does not
         p = self.start("--headless", "-u", "1", "-t", "60", script="""

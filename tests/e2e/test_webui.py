@@ -76,8 +76,9 @@ class UI:
         for line in self.proc.stderr:
             self.lines.append(line)
             m = START_LINE.search(line)
-            if m and not self.started.is_set():
+            if m and not self.port:
                 self.scheme, self.port = m.group(1), int(m.group(3))
+            if self.port and "Starting cicada" in line:  # from then on, a signal ends the run
                 self.started.set()
         self.started.set()
 
