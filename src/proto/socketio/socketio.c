@@ -127,7 +127,8 @@ int cc_sio_emit(struct cc_sio *s, const char *json, size_t len, const struct cc_
     a->next = s->acks;
     s->acks = a;
     s->nacks++;
-    if (a->deadline) rearm(s);
+    /* the timer is never due later than the nearest deadline: only this one can bring it on */
+    if (a->deadline) cc_ws_set_timer(s->ws, timeout_ms);
     return 0;
 }
 
@@ -256,7 +257,7 @@ static void dispatch(struct cc_sio *s, const struct cc_sio_packet *p, const stru
             void *ctx = a->ctx;
             a->next = s->free_acks;
             s->free_acks = a;
-            if (a->deadline) rearm(s);
+            /* the timer stays: when it fires, nothing of this call is due any more */
             s->cbs->on_ack(s, ctx, 0, p->data, p->data_len, atts, natts, ns);
             return;
         }
