@@ -318,6 +318,8 @@ size_t h2_request_headers(struct http_vm *hv, const struct http_pool *p, struct 
 
 /* Response body decoding (gzip, deflate) into ex->body, honouring the caps. */
 int http_body_begin(struct http_exchange *ex, const char *content_encoding);
+int http_body_feed(struct http_exchange *ex, const char *data, size_t len);
+int http_body_end(struct http_exchange *ex);
 
 /* Forgets the response headers received (a new response, or a final one after an interim). */
 static inline void http_headers_clear(struct http_exchange *ex)
@@ -337,8 +339,6 @@ static inline const char *http_header_at(const struct http_exchange *ex, uint32_
 {
     return at ? ex->headers.p + at - 1 : NULL;
 }
-int http_body_feed(struct http_exchange *ex, const char *data, size_t len);
-int http_body_end(struct http_exchange *ex);
 
 /* Connection management used by the protocol code (client.c). */
 void http_conn_release(struct http_conn *c, bool reusable);
