@@ -41,10 +41,12 @@ class Load(CicadaTest):
     def test_custom_shape_class(self):
         r = self.cicada("--headless", "-u", "99", script=TWO_CLASSES + """
             local Shape = cicada.LoadTestShape:extend("Steps", {})
+            -- ticks come about a second apart, never exactly: each step is half a second
+            -- away from the ticks on both sides (at 0, 1 and 2 s)
             function Shape:tick()
                 local t = self:get_run_time()
-                if t < 1 then return 2, 50 end
-                if t < 2 then return 3, 50 end
+                if t < 0.5 then return 2, 50 end
+                if t < 1.5 then return 3, 50 end
                 return nil
             end
             return { A, B, Shape }
