@@ -418,9 +418,9 @@ class Endpoints(CicadaTest):
         # the worker threads take a second more to load the script than the web interface to
         # come up: a start with picked classes meanwhile is told to try again (as any start is),
         # and the retry runs the pick
-        slow = SCRIPT.replace('local cicada = require "cicada"\n',
-                              'local cicada = require "cicada"\n'
-                              'if cicada.env.role == "worker" then io.popen("sleep 1"):close() end\n')
+        head = 'local cicada = require "cicada"\n'
+        slow = SCRIPT.replace(head, head + 'if cicada.env.role == "worker" then '
+                                           'io.popen("sleep 1"):close() end\n')
         ui = UI(self, "-H", self.demo.url, script=slow)
         try:
             r = swarm(ui.url, {"user_count": "2", "spawn_rate": "100", "user_classes": ["Admin"]})
