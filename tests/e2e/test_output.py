@@ -119,24 +119,31 @@ class Output(CicadaTest):
         self.assertEqual(int(rows[-1][2]), d["total"]["num_requests"])
 
     def test_sigint_while_loading_writes_results(self):
-        # the worker threads take a second to load the script: the signal comes meanwhile, and
-        # the run ends as one that never started, with its (empty) results written
+        # the worker threads load the script only once the file |go| exists, which the test
+        # writes after the signal: the run ends as one that never started, results written
         prefix = self.path("early")
         json_path = self.path("early.json")
+        go = self.path("go")
         p = self.start("--headless", "-u", "2", "-t", "60", "--csv", prefix, "--json-file",
-                       json_path, script="""
+                       json_path, script=f"""
             local cicada = require "cicada"
-            if cicada.env.role == "worker" then io.popen("sleep 1"):close() end
-            local U = cicada.User:extend("U", { wait_time = cicada.constant(0.1) })
+            if cicada.env.role == "worker" then
+                while not io.open({json.dumps(go)}) do io.popen("sleep 0.05"):close() end
+            end
+            local U = cicada.User:extend("U", {{ wait_time = cicada.constant(0.1) }})
             U:task(function() cicada.record("t", "task", 1, 0) end)
-            return { U }
+            return {{ U }}
         """)
-        self.wait_for(lambda: "Starting cicada" in (p.stderr.readline() or ""),
-                      what="the start line")
-        p.send_signal(signal.SIGINT)
+        try:
+            self.wait_for(lambda: "Starting cicada" in (p.stderr.readline() or ""),
+                          what="the start line")
+            p.send_signal(signal.SIGINT)
+            self.wait_for(lambda: "Got SIGINT" in (p.stderr.readline() or ""), what="the signal")
+        finally:
+            with open(go, "w"):
+                pass
         out, err = p.communicate(timeout=30)
         self.assertEqual(p.returncode, 0, err)
-        self.assertIn("Got SIGINT", err)
         self.assertNotIn("All users spawned", err)
         with open(json_path) as f:
             self.assertEqual(json.load(f)["total"]["num_requests"], 0)

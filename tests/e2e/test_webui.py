@@ -415,15 +415,23 @@ class Endpoints(CicadaTest):
         self.wait_stats(ui, lambda s: s["state"] == "stopped", "the test to stop")
 
     def test_classes_picked_while_loading(self):
-        # the worker threads take a second more to load the script than the web interface to
-        # come up: a start with picked classes meanwhile is told to try again (as any start is),
-        # and the retry runs the pick
+        # the worker threads load the script only once the file |go| exists: a start with
+        # picked classes meanwhile is told to try again (as any start is then), and the retry
+        # once they have loaded runs the pick
+        go = self.path("go")
         head = 'local cicada = require "cicada"\n'
-        slow = SCRIPT.replace(head, head + 'if cicada.env.role == "worker" then '
-                                           'io.popen("sleep 1"):close() end\n')
+        slow = SCRIPT.replace(head, head + 'if cicada.env.role == "worker" then while not '
+                              f'io.open({json.dumps(go)}) do io.popen("sleep 0.05"):close() '
+                              'end end\n')
         ui = UI(self, "-H", self.demo.url, script=slow)
         try:
-            r = swarm(ui.url, {"user_count": "2", "spawn_rate": "100", "user_classes": ["Admin"]})
+            pick = {"user_count": "2", "spawn_rate": "100", "user_classes": ["Admin"]}
+            r = post_form(ui.url + "/swarm", pick)
+            self.assertEqual((r["success"], r["message"]),
+                             (False, "the script is still loading: try again"))
+            with open(go, "w"):
+                pass
+            r = swarm(ui.url, pick)
             self.assertTrue(r["success"], r)
             self.assertEqual(r["user_classes"], ["Admin"])
             stats = self.wait_stats(
@@ -431,6 +439,8 @@ class Endpoints(CicadaTest):
                 "the Admin-only test")
             self.assertEqual([e["name"] for e in stats["stats"]], ["/health", "Aggregated"])
         finally:
+            with open(go, "w"):  # a signal during loading waits for the load to end
+                pass
             self.assertEqual(ui.stop(), 0, ui.log())
 
 
