@@ -650,6 +650,16 @@ static void finish(struct cc_runner *r)
     } /* else the interval in flight completes first and asks again */
 }
 
+/* The script is loaded: the run waits for a start, or ends when a signal came meanwhile (then
+ * false). */
+static bool become_ready(struct cc_runner *r)
+{
+    r->state = ST_READY;
+    if (!r->quit) return true;
+    finish(r);
+    return false;
+}
+
 static void test_stop_done(struct cc_fiber *f, void *arg)
 {
     (void)f;
@@ -855,11 +865,7 @@ static void handle(struct cc_runner *r, struct cc_msg *m)
                 close_all(r);
                 break;
             }
-            r->state = ST_READY;
-            if (r->quit) { /* a signal came while the script loaded */
-                finish(r);
-                break;
-            }
+            if (!become_ready(r)) break;
             if (r->is_worker) {
                 worker_join(r);
                 break;
@@ -1162,11 +1168,7 @@ static void master_listen(struct cc_runner *r)
         close_all(r);
         return;
     }
-    r->state = ST_READY;
-    if (r->quit) { /* a signal came while the script loaded */
-        finish(r);
-        return;
-    }
+    if (!become_ready(r)) return;
     cc_info("runner", "Master listening on %s:%d", o->master_bind_host,
             cc_dist_master_port(r->master));
     if (autostart) {

@@ -476,7 +476,7 @@ static int l_session(lua_State *L)
     http_lua_settings(L, 1, &set);
     struct session_ud *u = lua_newuserdata(L, sizeof(*u));
     u->s = NULL;
-    luaL_getmetatable(L, SESSION_MT);
+    push_mt(L, &session_key);
     lua_setmetatable(L, -2);
     char *err = NULL;
     u->s = http_session_new(http_vm_get(vm), &set, &err);
@@ -586,7 +586,7 @@ static int l_header_block(lua_State *L)
     hb->len = (uint32_t)b.len;
     if (b.len) memcpy(hb->lines, b.p, b.len);
     http_buf_free(&b);
-    luaL_getmetatable(L, BLOCK_MT);
+    push_mt(L, &block_key);
     lua_setmetatable(L, -2);
     return 1;
 }
@@ -686,14 +686,14 @@ static int l_request(lua_State *L)
 
 static int l_close(lua_State *L)
 {
-    struct session_ud *u = luaL_checkudata(L, 1, SESSION_MT);
+    struct session_ud *u = check_ud(L, 1, &session_key, SESSION_MT);
     if (u->s && u->s->hv) http_session_close(u->s);
     return 0;
 }
 
 static int l_session_gc(lua_State *L)
 {
-    struct session_ud *u = luaL_checkudata(L, 1, SESSION_MT);
+    struct session_ud *u = check_ud(L, 1, &session_key, SESSION_MT);
     if (u->s) http_session_free(u->s);
     u->s = NULL;
     return 0;
