@@ -147,15 +147,16 @@ local function conn_of(self)
 end
 
 -- send(data, [opts]) -> true | nil, error. A text message (opts.binary: binary), recorded as
--- WS send with its length (opts.name renames it; false records nothing).
+-- WS send with its length and the time a server that does not read held it back (0 when it
+-- did not) (opts.name renames it; false records nothing).
 function Conn:send(data, opts)
     opts = opts or EMPTY
     local c = conn_of(self)
     data = tostring(data)
-    local ok, err = checked(c:send(data, opts.binary, self.timeout or 0))
+    local ok, err, ms = checked(c:send(data, opts.binary, self.timeout or 0))
     local name = opts.name
     if name == nil then name = "send" end
-    if name then record("WS", name, 0, #data, err) end
+    if name then record("WS", name, ms or 0, #data, err) end
     return ok, err
 end
 

@@ -130,6 +130,42 @@ class WebSocketTest(CicadaTest):
         self.assertEqual(r.failures("closed", "WS"), 1)
         self.assertEqual(r.failures("short wait", "WS"), 1)
 
+    def test_close_code_and_heartbeat(self):
+        script = """
+            local cicada = require "cicada"
+            local ws = require "cicada.websocket"
+            local cjson = require "cjson"
+            local U = cicada.User:extend("U", { wait_time = cicada.constant(0) })
+            U:task(function(self)
+                -- the server pings every second and drops a client whose pong does not come
+                -- within half a second: idle through three of its pings
+                local h = assert(ws.connect(self.host .. "/heartbeat", { name = false }))
+                cicada.sleep(3.5)
+                assert(h:send("still here", { name = false }))
+                assert(h:receive(30, { name = "after pings" }) == "still here")
+                -- a close the client begins carries its code and reason to the server
+                local c = assert(ws.connect(self.host .. "/echo", { name = false }))
+                assert(c:close(4321, "done here"))
+                local l = assert(ws.connect(self.host .. "/closes", { name = false }))
+                local body = assert(l:receive(30, { name = false }))
+                local found = false
+                for _, e in ipairs(cjson.decode(body)) do
+                    if e[1] == 4321 and e[2] == "done here" then found = true end
+                end
+                assert(found, "the server saw no close 4321: " .. body)
+                assert(h:close())
+                l:close()
+                cicada.record("T", "ok", 0, 0, nil)
+                error(cicada.StopTest)
+            end)
+            return { U }
+        """
+        r = self.cicada("--headless", "-u", "1", "-r", "10", "-t", "120", "-H", echo.url,
+                        script=script, timeout=180)
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.count("ok", "T"), 1)
+        self.assertEqual(r.failures("after pings", "WS"), 0)
+
     def test_wss(self):
         script = """
             local cicada = require "cicada"
@@ -221,6 +257,8 @@ class WebSocketTest(CicadaTest):
             self.assertIn(text, errors[name], name)
         self.assertEqual(r.failures("recv /ok", "WS"), 0)
         self.assertEqual(r.failures("connect /ok", "WS"), 0)
+        # the send held back is recorded with the time it waited: its 1 s deadline at least
+        self.assertGreaterEqual(r.entry("send /stall", "WS")["max_response_time"], 999)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ answered with the first of "chat.v2", "chat.v1" they name.
   /headers     first sends the request's headers as JSON, then echoes
   /hello       sends "hello" and "world" at once, then echoes
   /count?n=N   sends N numbered messages ("1".."N"), then echoes
+  /heartbeat   echoes, and pings the client every second: a client that does not answer
+               with a pong within half a second is dropped
+  /closes      sends, as JSON, the [code, reason] of each close the clients began so far
 Pings are answered by aiohttp.
 """
 import asyncio
@@ -21,11 +24,18 @@ import sys
 from aiohttp import WSMsgType, web
 
 
+# The close frames the clients sent, in order.
+closes = []
+
+
 async def handle(request):
-    ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"), autoping=True,
-                               max_msg_size=64 << 20)
-    await ws.prepare(request)
     path = request.path
+    # a client's close is noted before it is answered (autoclose off), so the next
+    # connection's /closes has it
+    ws = web.WebSocketResponse(protocols=("chat.v2", "chat.v1"), autoping=True,
+                               autoclose=False, max_msg_size=64 << 20,
+                               heartbeat=1.0 if path == "/heartbeat" else None)
+    await ws.prepare(request)
     if path == "/headers":
         await ws.send_str(json.dumps(dict(request.headers)))
     elif path == "/hello":
@@ -34,7 +44,16 @@ async def handle(request):
     elif path == "/count":
         for i in range(int(request.query.get("n", "10"))):
             await ws.send_str(str(i + 1))
-    async for msg in ws:
+    elif path == "/closes":
+        await ws.send_str(json.dumps(closes))
+    while True:
+        msg = await ws.receive()
+        if msg.type == WSMsgType.CLOSE:
+            closes.append([msg.data, msg.extra or ""])
+            await ws.close()
+            break
+        if msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            break
         if msg.type == WSMsgType.TEXT:
             if msg.data.startswith("close "):
                 parts = msg.data.split(" ", 2)
@@ -49,7 +68,7 @@ async def handle(request):
 
 async def main():
     app = web.Application()
-    for p in ("/echo", "/headers", "/hello", "/count"):
+    for p in ("/echo", "/headers", "/hello", "/count", "/heartbeat", "/closes"):
         app.router.add_get(p, handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -225,9 +225,12 @@ static void on_drain(struct cc_ws *ws)
 {
     struct wsl *c = cc_ws_data(ws);
     if (!c->tx.fiber) return;
+    uint64_t t0 = c->tx.t0;
     struct cc_fiber *f = take(&c->tx);
     lua_pushboolean(f->co, 1);
-    cc_fiber_resume(f, 1);
+    lua_pushnil(f->co);
+    lua_pushnumber(f->co, ms_since(t0));
+    cc_fiber_resume(f, 3);
 }
 
 static void on_timer(struct cc_ws *ws)
@@ -382,8 +385,8 @@ static int l_connect(lua_State *L)
     return wait_on(L, c, &c->ctl, W_CONNECT, 0);
 }
 
-/* conn:send(data, binary, timeout_s) -> true | nil, error. Waits (up to timeout_s, 0: no
- * limit) while the socket's queue is full. */
+/* conn:send(data, binary, timeout_s) -> true | nil, error; and the ms it waited when it did.
+ * Waits (up to timeout_s, 0: no limit) while the socket's queue is full. */
 static int l_send(lua_State *L)
 {
     struct wsl *c = check(L);
