@@ -60,6 +60,11 @@ Chat:task(function(self)
     self.rounds = self.rounds + 1
     if self.rounds > ITER then
         assert(self.welcomes == 1, "welcome handler ran " .. self.welcomes .. " times")
+        -- an event from the server with a binary attachment (a BINARY_EVENT packet)
+        assert(self.client:emit("echo", { blob = sio.binary("\\0\\1\\2\\255"), n = 7 },
+                                { name = "bin echo" }))
+        local ev, d = self.client:wait("echo", 30)
+        assert(ev == "echo" and d.blob == "\\0\\1\\2\\255" and d.n == 7, "binary event")
         -- idle longer than the server's ping interval and timeout together (300 + 1000 ms):
         -- the client must have answered the server's pings to still be connected
         cicada.sleep(2)
@@ -135,7 +140,8 @@ class Flows:
         self.assertEqual(r.count("ack", "WSC"), 22)
         self.assertEqual(r.count("bin", "WSC"), 20)
         self.assertEqual(r.count("echo", "WSE"), 20)
-        self.assertEqual(r.count("echo", "WSR"), 20)
+        self.assertEqual(r.count("echo", "WSR"), 22)
+        self.assertEqual(r.count("bin echo", "WSE"), 2)
         self.assertEqual(r.count("ask", "WSE"), 20)
         self.assertEqual(r.count("question", "WSR"), 20)
         self.assertEqual(r.count("answer_was", "WSR"), 20)
