@@ -189,6 +189,11 @@ class OpenAITest(CicadaTest):
                 -- after all that, a request goes through
                 local r = self.client:chat("x", { name = "after", headers = { ["X-Fake-Tokens"] = 3 } })
                 assert(r.ok and r.tokens == 3, tostring(r.error))
+                -- a base URL with a path of its own: the API's paths go below it
+                local proxied = require("cicada.openai").client({
+                    base_url = self.host .. "/proxy/v1/", model = "m" })
+                local p = proxied:chat("x", { name = "proxied", headers = { ["X-Fake-Tokens"] = 2 } })
+                assert(p.ok and p.tokens == 2, tostring(p.error))
                 error(cicada.StopTest)
             end)
             return { U }
@@ -212,6 +217,8 @@ class OpenAITest(CicadaTest):
             self.assertEqual(r.count(name, "TTFT"), 0, name)  # failures have no token metrics
         self.assertEqual(r.failures("after", "POST"), 0)
         self.assertEqual(r.count("after", "TOKENS"), 1)
+        self.assertEqual(r.failures("proxied", "POST"), 0)
+        self.assertEqual(fake_json("/fake/stats")["paths"].get("/proxy/v1/chat/completions"), 1)
 
     def test_bad_slo(self):
         script = """

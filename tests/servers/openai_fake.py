@@ -28,7 +28,10 @@ With --api-key, a request without "Authorization: Bearer KEY" gets 401.
 GET /fake/stats gives how late the server itself sent first tokens (ms past arrival + TTFT:
 count, p50, p99, max), for benchmarks, and "slip_max_ms": the most that any answer's bytes
 (each output chunk, the end of a stream, a whole answer) left after the time they were due,
-for tests, since the last POST /fake/reset.
+for tests, since the last POST /fake/reset; and "paths": how many requests each path had.
+
+Every API path is also served under the prefix /proxy (/proxy/v1/chat/completions...), as a
+gateway that mounts the API below a path of its own would.
 """
 import argparse
 import asyncio
@@ -38,6 +41,7 @@ import time
 args = None
 late = []  # how late first tokens were sent (s), for /fake/stats
 slip = [0.0]  # the most any write was late (s), for /fake/stats
+paths = {}  # requests per path, for /fake/stats
 
 
 def wrote(due):
@@ -142,13 +146,17 @@ async def answer(reader, writer, method, path, headers, body):
         pick = (lambda q: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000) if xs else (lambda q: 0)
         json_response(writer, 200, {"count": len(xs), "p50_ms": pick(0.5), "p99_ms": pick(0.99),
                                     "max_ms": xs[-1] * 1000 if xs else 0,
-                                    "slip_max_ms": slip[0] * 1000})
+                                    "slip_max_ms": slip[0] * 1000, "paths": paths})
         return True
     if path == "/fake/reset":
         late.clear()
         slip[0] = 0.0
+        paths.clear()
         json_response(writer, 200, {})
         return True
+    paths[path] = paths.get(path, 0) + 1
+    if path.startswith("/proxy/"):
+        path = path[len("/proxy"):]
     if method == "GET" and path == "/v1/models":
         json_response(writer, 200, {"object": "list", "data": [
             {"id": "fake-model", "object": "model", "owned_by": "cicada"}]})
