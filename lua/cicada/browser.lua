@@ -246,9 +246,11 @@ function Page:is_open()
     return self.session ~= nil
 end
 
--- Opens the page again if it was closed or its browser went away: true | nil, error.
+-- Opens the page again if it was closed, crashed, or its browser went away: true | nil, error.
 function Page:_ensure()
-    if self.session and self.browser and usable(self.browser) then return true end
+    if self.session and self.browser and usable(self.browser) and not self.cdp:ended() then
+        return true
+    end
     if self.session then self:close() end
     return self:open()
 end

@@ -172,11 +172,6 @@ function Browser:_http(method, path, body)
     if resp.status_code >= 400 or (type(v) == "table" and v.error) then
         local e = type(v) == "table" and v or EMPTY
         local code = tostring(e.error)
-        if code == "invalid session id" or code:find("^disconnected") or code:find("^chrome not reachable") then
-            -- the browser is gone: the next command opens a new session
-            self.lost = self.session
-            self.session = nil
-        end
         local msg = tostring(e.error or ("HTTP " .. resp.status_code))
         if e.message then
             local m = first_line(e.message)
@@ -188,6 +183,12 @@ function Browser:_http(method, path, body)
             end
             -- chromedriver's messages mostly start with the error code already
             msg = m:sub(1, #msg) == msg and m or (msg .. ": " .. m)
+        end
+        if code == "invalid session id" or code:find("^disconnected") or code:find("^chrome not reachable")
+            or msg:find("tab crashed", 1, true) then
+            -- the browser or its page is gone: the next command opens a new session
+            self.lost = self.session
+            self.session = nil
         end
         return nil, msg, ms
     end

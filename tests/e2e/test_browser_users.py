@@ -50,6 +50,8 @@ Shopper:task(function(self)
     local n = b:execute("return document.getElementById('counter').textContent")
     check("clicked", n == "2", n)
     check("waited", b:wait_for("#late", { timeout = 20 }) ~= nil, "late")
+    local none, werr = b:wait_for("#never", { timeout = 0.3 })
+    check("wait timeout", none == nil and tostring(werr):find("timeout") ~= nil, werr)
     -- elements pass both ways, also inside lists and tables
     local items = b:find_all("#items .item")
     local n = b:execute("return arguments[0].length", items)
@@ -88,6 +90,8 @@ Shopper:task(function(self)
     local n = p:evaluate("document.getElementById('counter').textContent")
     check("clicked", n == "2", n)
     check("waited", p:wait_for("#late", { timeout = 20 }) == true, "late")
+    local none, werr = p:wait_for("#never", { timeout = 0.3 })
+    check("wait timeout", none == nil and tostring(werr):find("timeout") ~= nil, werr)
     local ok, err = p:click("#no-such-element")
     check("wrong selector", ok == nil and err ~= nil, "clicked")
     check("text", p:text("#title") == "Test shop", p:text("#title"))
@@ -120,6 +124,23 @@ U:task(function(self) end)
 return { U }
 """
 
+# A user whose page's renderer crashes (chrome://crash): the call that sees it fails, and a
+# later one opens a new page or session; the crashed one is closed all the same.
+CRASH = """
+local cicada = require "cicada"
+local m = require "cicada.%(module)s"
+local U = m.%(cls)s:extend("Crashing", { record_commands = true })
+U:task(function(self)
+    local b = self.%(field)s
+    assert(b:navigate("/", { name = "home" }))
+    b:navigate("chrome://crash", { name = "crash" })
+    b:navigate("/", { name = "after crash" }) -- fails when the crash is news to it
+    local ok, err = b:navigate("/", { name = "recovered" })
+    cicada.record("check", "recovered", 0, 0, (not ok) and tostring(err) or nil)
+    error(cicada.StopUser)
+end)
+return { U }
+"""
 
 # How long a run may take to get where a test interrupts it (its browsers started, its pages
 # loaded) and then to end: bounds for a machine busy with other work, not expectations.
@@ -222,7 +243,8 @@ class BrowserUsers(CicadaTest):
         return r
 
     def assert_checks(self, r, *more):
-        for name in ("typed", "clicked", "waited", "wrong selector", "text", "attribute", *more):
+        for name in ("typed", "clicked", "waited", "wait timeout", "wrong selector", "text",
+                     "attribute", *more):
             self.assertGreaterEqual(r.count(name, "check"), 1, f"{name}: {r.stderr}")
             self.assertEqual(r.failures(name, "check"), 0, f"{name}: {r.data['failures']}")
 
@@ -244,6 +266,9 @@ class BrowserUsers(CicadaTest):
         self.assert_page_loads(r, "demo")
         # the wrong selector: a counted failure under the command that failed
         self.assertGreaterEqual(r.failures("find", "webdriver"), 1)
+        self.assertGreaterEqual(r.failures("wait_for", "webdriver"), 1)
+        self.assertTrue(any("#never not found" in f["error"] for f in r.data["failures"]),
+                        r.data["failures"])
         self.assertTrue(any("no such element" in f["error"] for f in r.data["failures"]),
                         r.data["failures"])
         # every session opened was deleted (two users share one chromedriver)
@@ -283,6 +308,9 @@ class BrowserUsers(CicadaTest):
         self.assert_page_loads(r, "home")
         self.assert_page_loads(r, "demo")
         self.assertGreaterEqual(r.failures("click", "cdp"), 1)
+        self.assertGreaterEqual(r.failures("wait_for", "cdp"), 1)
+        self.assertTrue(any("#never not found" in f["error"] for f in r.data["failures"]),
+                        r.data["failures"])
         self.assertTrue(any("no element matches #no-such-element" in f["error"]
                             for f in r.data["failures"]), r.data["failures"])
         # every resource of the page, timed by the browser
@@ -324,7 +352,31 @@ class BrowserUsers(CicadaTest):
         self.assertTrue(any("cannot start /nonexistent/chromium" in f["error"]
                             for f in r.data["failures"]), r.data["failures"])
 
+    def test_webdriver_crash(self):
+        self.crashed("webdriver", "WebdriverUser", "browser", ("new session", "webdriver"),
+                     ("delete session", "webdriver"))
+
+    def test_browser_crash(self):
+        self.crashed("browser", "BrowserUser", "page", ("new page", "cdp"), ("close page", "cdp"))
+
     # ---- shared -------------------------------------------------------------------------
+
+    def crashed(self, module, cls, field, opened, closed):
+        """One user whose page crashes goes on in a new page or session: both were opened and
+        closed, and the navigation after the crash's failure succeeded."""
+        script = CRASH % {"module": module, "cls": cls, "field": field}
+        _, r = self.run_until(script, 1, lambda stats: counted(stats, *closed) >= 2,
+                              "two closed browsers")
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        self.assertEqual(r.count("recovered", "check"), 1, r.stderr[-3000:])
+        self.assertEqual(r.failures("recovered", "check"), 0, r.data["failures"])
+        self.assertEqual(r.failures("crash", "browser"), 1, r.data["failures"])
+        self.assertEqual(r.count(*opened), 2)
+        self.assertEqual(r.failures(*opened), 0, r.data["failures"])
+        self.assertEqual(r.failures(*closed), 0, r.data["failures"])
+        self.assert_nothing_left()
+
 
     def run_until(self, script, users, ready, what, sig=signal.SIGINT, args=()):
         """Starts |users| users of |script| and sends |sig| to cicada once ready(stats) holds

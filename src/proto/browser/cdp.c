@@ -869,6 +869,17 @@ static int l_page_info(lua_State *L)
     return 3;
 }
 
+/* page:ended() -> why | nil: why the browser ended the page's session (closed, crashed) */
+static int l_page_ended(lua_State *L)
+{
+    struct cdp_page *p = check_page(L);
+    if (p->detached)
+        lua_pushstring(L, p->detach_why);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 /* page:close(): the page leaves its connection (the browser-side target is Lua's to close) */
 static int l_page_close(lua_State *L)
 {
@@ -901,6 +912,7 @@ static const luaL_Reg page_methods[] = {
     {"wait_event", l_page_wait_event},
     {"network", l_page_network},
     {"info", l_page_info},
+    {"ended", l_page_ended},
     {"close", l_page_close},
     {NULL, NULL},
 };
