@@ -119,6 +119,9 @@ function Client:consumer(opts)
     end
     if opts.group_id then s["group.id"] = opts.group_id end
     if s["auto.offset.reset"] == nil then s["auto.offset.reset"] = opts.offset_reset or "latest" end
+    if opts.topics and s["group.id"] == nil then
+        error("a Kafka consumer that subscribes to topics needs a group (group_id)", 2)
+    end
     if s["group.id"] == nil then
         -- librdkafka needs a group even to assign partitions; assigning never joins it, and
         -- with commits off nothing is written to it

@@ -151,6 +151,9 @@ return { W }
     check("bad setting", not ok and tostring(e):find("no.such.setting") ~= nil, tostring(e))
     ok, e = pcall(self.kafka.consumer, self.kafka, { topics = { "orders" }, assign = { { "orders", 0 } } })
     check("topics or assign", not ok, tostring(e))
+    ok, e = pcall(self.kafka.consumer, self.kafka, { topics = { "orders" } })
+    check("no group", not ok and tostring(e):find("needs a group (group_id)", 1, true) ~= nil,
+          tostring(e))
     ok, e = pcall(self.kafka.consumer, self.kafka, { assign = { { "orders", 0, "sideways" } } })
     check("bad offset", not ok and tostring(e):find("sideways") ~= nil, tostring(e))
 """))
