@@ -225,12 +225,45 @@ static void test_header(void **state)
     assert_true(data_is(&p, "[\"e\"]"));
 }
 
+/* A binary packet's attachments come in one by one, and are handed on back to back; an
+ * attachment nothing waits for is dropped; a second packet reuses the room of the first. */
+static void test_attachments(void **state)
+{
+    (void)state;
+    struct cc_sio_asm a = {0};
+    assert_false(cc_sio_asm_add(&a, "stray", 5));
+    const char *pkt = "452-[\"blob\",{\"_placeholder\":true,\"num\":0}]";
+    cc_sio_asm_start(&a, pkt, strlen(pkt), 2);
+    assert_false(cc_sio_asm_add(&a, "\0\1\2", 3));
+    assert_true(cc_sio_asm_add(&a, "", 0));
+    uint32_t n;
+    const struct cc_sio_att *atts = cc_sio_asm_done(&a, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(atts[0].len, 3);
+    assert_memory_equal(atts[0].data, "\0\1\2", 3);
+    assert_int_equal(atts[1].len, 0);
+    assert_int_equal(a.pkt.len, strlen(pkt));
+    assert_memory_equal(a.pkt.data, pkt, strlen(pkt));
+    assert_int_equal(a.want, 0);
+    assert_false(cc_sio_asm_add(&a, "late", 4)); /* the packet was handed on: nothing waits */
+    cc_sio_asm_clear(&a);
+
+    cc_sio_asm_start(&a, "461-0[]", 7, 1);
+    assert_true(cc_sio_asm_add(&a, "xy", 2));
+    atts = cc_sio_asm_done(&a, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(atts[0].len, 2);
+    assert_memory_equal(atts[0].data, "xy", 2);
+    cc_sio_asm_release(&a);
+    assert_null(a.off);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_io),   cmocka_unit_test(test_socket_io),
         cmocka_unit_test(test_truncations), cmocka_unit_test(test_event_name),
-        cmocka_unit_test(test_header),
+        cmocka_unit_test(test_header),      cmocka_unit_test(test_attachments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -233,3 +233,55 @@ size_t cc_sio_header(char *out, enum cc_sio_type type, uint32_t attachments, con
     if (has_id) n += put_u64(out + n, id);
     return n;
 }
+
+/* ---- a binary packet's attachments -------------------------------------------------------- */
+
+void cc_sio_asm_start(struct cc_sio_asm *a, const char *pkt, size_t len, uint32_t n)
+{
+    CC_ASSERT(n >= 1 && n <= CC_SIO_MAX_ATTACHMENTS);
+    a->pkt.len = 0;
+    cc_strbuf_add(&a->pkt, pkt, len);
+    a->data.len = 0;
+    if (n > a->cap) {
+        a->cap = n;
+        a->off = cc_xrealloc(a->off, (a->cap + 1) * sizeof(*a->off));
+        a->view = cc_xrealloc(a->view, a->cap * sizeof(*a->view));
+    }
+    a->off[0] = 0;
+    a->want = n;
+    a->have = 0;
+}
+
+bool cc_sio_asm_add(struct cc_sio_asm *a, const char *data, size_t len)
+{
+    if (a->have >= a->want) return false;
+    cc_strbuf_add(&a->data, data, len);
+    a->off[++a->have] = a->data.len;
+    return a->have == a->want;
+}
+
+const struct cc_sio_att *cc_sio_asm_done(struct cc_sio_asm *a, uint32_t *n)
+{
+    for (uint32_t i = 0; i < a->have; i++) {
+        a->view[i].data = a->data.data + a->off[i];
+        a->view[i].len = a->off[i + 1] - a->off[i];
+    }
+    *n = a->have;
+    a->want = a->have = 0;
+    return a->view;
+}
+
+void cc_sio_asm_clear(struct cc_sio_asm *a)
+{
+    a->data.len = 0;
+    if (a->data.cap > (1u << 20)) cc_strbuf_release(&a->data);
+}
+
+void cc_sio_asm_release(struct cc_sio_asm *a)
+{
+    cc_strbuf_release(&a->pkt);
+    cc_strbuf_release(&a->data);
+    cc_free(a->off);
+    cc_free(a->view);
+    memset(a, 0, sizeof(*a));
+}

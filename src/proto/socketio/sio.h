@@ -17,6 +17,7 @@
 #define CC_SIO_H
 
 #include "core/common.h"
+#include "core/strbuf.h"
 
 enum cc_eio_type {
     CC_EIO_OPEN = 0,
@@ -80,5 +81,39 @@ int cc_sio_event_name(const char *json, size_t len, char *buf, size_t cap, size_
  */
 size_t cc_sio_header(char *out, enum cc_sio_type type, uint32_t attachments, const char *nsp,
                      size_t nsp_len, bool has_id, uint64_t id);
+
+/* A binary attachment, valid during the callback that gives it. */
+struct cc_sio_att {
+    const char *data;
+    size_t len;
+};
+
+/*
+ * A binary packet waiting for its attachments, which follow it as WebSocket binary messages,
+ * one each. Zeroed, it waits for nothing.
+ */
+struct cc_sio_asm {
+    struct cc_strbuf pkt;    /* the packet's text */
+    struct cc_strbuf data;   /* the attachments so far, back to back */
+    size_t *off;             /* where each starts in data ([have + 1]) */
+    struct cc_sio_att *view; /* the attachments, once all came */
+    uint32_t cap, want, have;
+};
+
+/* Waits for the |n| (1 to CC_SIO_MAX_ATTACHMENTS) attachments of packet |pkt|. */
+void cc_sio_asm_start(struct cc_sio_asm *a, const char *pkt, size_t len, uint32_t n);
+
+/* One attachment. True when it was the last one awaited: cc_sio_asm_done() then. An
+ * attachment nothing waits for is dropped (false). */
+bool cc_sio_asm_add(struct cc_sio_asm *a, const char *data, size_t len);
+
+/* The complete packet's attachments, *|n| of them, valid until the next call on |a|; its text
+ * is a->pkt. Afterwards nothing is awaited. */
+const struct cc_sio_att *cc_sio_asm_done(struct cc_sio_asm *a, uint32_t *n);
+
+/* Forgets the attachments' bytes once handed on; a large buffer is freed. */
+void cc_sio_asm_clear(struct cc_sio_asm *a);
+
+void cc_sio_asm_release(struct cc_sio_asm *a);
 
 #endif

@@ -273,19 +273,12 @@ static void dispatch_pending(struct cc_sio *s)
 {
     struct cc_sio_packet p;
     const char *why;
-    s->natt_want = 0;
-    if (cc_sio_parse(s->pend.data, s->pend.len, &p, &why) != 0) return; /* parsed before */
-    uint32_t n = s->natt_have;
-    if (n > s->att_cap) n = s->att_cap;
-    for (uint32_t i = 0; i < n; i++) {
-        s->att_view[i].data = s->att_data.data + s->att_off[i];
-        s->att_view[i].len = s->att_off[i + 1] - s->att_off[i];
-    }
-    s->natt_have = 0;
-    dispatch(s, &p, s->att_view, n);
+    uint32_t n;
+    const struct cc_sio_att *atts = cc_sio_asm_done(&s->pending, &n);
+    if (cc_sio_parse(s->pending.pkt.data, s->pending.pkt.len, &p, &why) != 0) return; /* it did */
+    dispatch(s, &p, atts, n);
     if (gone(s)) return;
-    s->att_data.len = 0;
-    if (s->att_data.cap > (1u << 20)) cc_strbuf_release(&s->att_data);
+    cc_sio_asm_clear(&s->pending);
 }
 
 static void on_text(struct cc_sio *s, const char *data, size_t len)
@@ -322,36 +315,21 @@ static void on_text(struct cc_sio *s, const char *data, size_t len)
         return;
     }
     if (!our_nsp(s, &p)) return; /* another namespace's packet: not ours to read */
-    if (s->natt_want) {
+    if (s->pending.want) {
         fail(s, CC_EPROTO, "Socket.IO: a packet came while attachments were awaited");
         return;
     }
-    if (p.sio == CC_SIO_BINARY_EVENT || p.sio == CC_SIO_BINARY_ACK) {
-        if (p.attachments > 0) {
-            s->pend.len = 0;
-            cc_strbuf_add(&s->pend, data, len);
-            s->natt_want = p.attachments;
-            s->natt_have = 0;
-            s->att_data.len = 0;
-            if (p.attachments + 1 > s->att_cap) {
-                s->att_cap = p.attachments + 1;
-                s->att_off = cc_xrealloc(s->att_off, (s->att_cap + 1) * sizeof(*s->att_off));
-                s->att_view = cc_xrealloc(s->att_view, s->att_cap * sizeof(*s->att_view));
-            }
-            s->att_off[0] = 0;
-            return;
-        }
+    if ((p.sio == CC_SIO_BINARY_EVENT || p.sio == CC_SIO_BINARY_ACK) && p.attachments > 0) {
+        cc_sio_asm_start(&s->pending, data, len, p.attachments);
+        return;
     }
     dispatch(s, &p, NULL, 0);
 }
 
+/* An attachment; one not announced by a packet has nothing to attach to and is dropped. */
 static void on_binary(struct cc_sio *s, const char *data, size_t len)
 {
-    if (!s->natt_want) return; /* not announced by a packet: nothing to attach it to */
-    cc_strbuf_add(&s->att_data, data, len);
-    s->natt_have++;
-    s->att_off[s->natt_have] = s->att_data.len;
-    if (s->natt_have == s->natt_want) dispatch_pending(s);
+    if (cc_sio_asm_add(&s->pending, data, len)) dispatch_pending(s);
 }
 
 /* ---- the WebSocket's callbacks ---------------------------------------------------------- */
@@ -523,13 +501,8 @@ void cc_sio_release(struct cc_sio *s)
     cc_free(s->nsp);
     cc_free(s->auth);
     s->nsp = s->auth = NULL;
-    cc_strbuf_release(&s->pend);
-    cc_strbuf_release(&s->att_data);
+    cc_sio_asm_release(&s->pending);
     cc_strbuf_release(&s->out);
-    cc_free(s->att_off);
-    cc_free(s->att_view);
-    s->att_off = NULL;
-    s->att_view = NULL;
 }
 
 void cc_sio_set_deadline(struct cc_sio *s, uint64_t ns)

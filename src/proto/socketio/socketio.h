@@ -23,12 +23,6 @@
 
 struct cc_sio;
 
-/* A binary attachment, valid during the callback that gives it. */
-struct cc_sio_att {
-    const char *data;
-    size_t len;
-};
-
 struct cc_sio_cbs {
     /* The namespace is joined (0), or the connection failed (< 0, cc_sio_error()). */
     void (*on_connect)(struct cc_sio *s, int status);
@@ -80,13 +74,8 @@ struct cc_sio {
     uint64_t next_id;
     struct sio_ack *acks, *free_acks; /* waiting for answers; spare records */
     uint32_t nacks;
-    /* a binary packet waiting for its attachments */
-    struct cc_strbuf pend;     /* its text */
-    struct cc_strbuf att_data; /* the attachments so far, back to back */
-    size_t *att_off;           /* where each starts in att_data ([natt_have + 1]) */
-    uint32_t att_cap, natt_want, natt_have;
-    struct cc_sio_att *att_view; /* handed to callbacks */
-    struct cc_strbuf out;        /* a packet being built */
+    struct cc_sio_asm pending; /* a binary packet waiting for its attachments */
+    struct cc_strbuf out;      /* a packet being built */
     int err;
     char errmsg[512];
 };
