@@ -309,7 +309,7 @@ class Mosquitto:
 def mqtt_faults():
     """The MQTT fault server: .url is its first port (garbage), .modes maps each fault to its
     URL."""
-    p = Process([PYTHON, os.path.join(SERVERS, "mqtt_faults.py")], lines=6)
+    p = Process([PYTHON, os.path.join(SERVERS, "mqtt_faults.py")], lines=7)
     p.modes = dict(line.split() for line in p.lines[1:])
     return p
 

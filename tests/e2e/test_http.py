@@ -1,10 +1,12 @@
 """HttpUser's client against real servers: nginx (HTTP/1.1, HTTPS), an httpbin of our own
-(redirects, cookies, auth, bodies, compression) and a server that misbehaves on purpose."""
+(redirects, cookies, auth, bodies, compression) and a server that misbehaves on purpose; and
+examples/http run as its README says."""
 import json
+import os
 import unittest
 
 import servers
-from harness import CicadaTest, main
+from harness import SOURCE, CicadaTest, main
 
 # A script's checks become requests of type "check": a failed check is a failure whose error
 # says what was wrong, which the test then shows.
@@ -244,6 +246,21 @@ class Features(HttpTest):
     local d = self.client:get("/anything"):json()
     check("bound to 127.0.0.2", d.remote_addr == "127.0.0.2", d.remote_addr)
 """, attrs='source_addresses = { "127.0.0.2" }'), self.bin.url, expect_rc=0)
+
+    def test_example(self):
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", "http", "cicadafile.lua"),
+                        "--headless", "-H", self.bin.url, "-u", "5", "-r", "5", "-t", "3")
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        self.assertEqual(r.rc, 0, r.stderr[-2000:])
+        # each user's on_start, then its tasks, under the example's names
+        self.assertEqual(r.count("/cookies/set", "GET"), 5)
+        self.assertGreater(r.data["total"]["num_requests"], 5)
+        names = {"/cookies/set", "/anything?page=[n]", "json", "form", "raw", "upload", "/gzip",
+                 "/redirect/3", "/redirect/1 (not followed)", "/basic-auth", "optional page",
+                 "checked body", "/anything", "page resources", "/bytes (streamed)", "/delay"}
+        self.assertLessEqual({e["name"] for e in r.data["stats"]}, names)
 
 
 class Faults(HttpTest):

@@ -1,13 +1,14 @@
 """KafkaUser against librdkafka's mock cluster, run in a helper process of ours
 (tests/servers/kafka_mock.c): producing, consuming by assignment and in a group, end-to-end
-latency, a full producer queue, and brokers taken down."""
+latency, a full producer queue, brokers taken down, and examples/kafka as its README says."""
+import os
 import socket
 import threading
 import time
 import unittest
 
 import servers
-from harness import CicadaTest, checks_prelude, main
+from harness import SOURCE, CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 CHECK = checks_prelude("cicada.kafka", "kafka")
@@ -169,6 +170,32 @@ return { U }
 """)
         self.assertNotEqual(r.rc, 0)
         self.assertIn("has no host", r.stderr)
+
+
+class Example(KafkaTest):
+    """examples/kafka as its README says, on a mock of its own: in Kafka's, the example's
+    orders would reach Kafka.test_produce_and_consume_assigned, which reads "orders" from the
+    beginning."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.mock = servers.kafka_mock(3, ["orders:3"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mock.stop()
+
+    def test_example(self):
+        # the reader's group gets its partitions about 3 s in on the mock: 10 s leaves it time
+        # to consume on a loaded machine
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", "kafka", "cicadafile.lua"),
+                        "--headless", "-H", self.mock.bootstrap, "-u", "5", "-r", "5", "-t", "10")
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        for name in ("orders", "orders (64 KiB)", "e2e:orders"):
+            self.assertGreater(r.count(name, "kafka"), 0, (name, r.data["stats"]))
+        self.assertEqual(r.rc, 0, r.stderr[-2000:])
 
 
 class BrokerDown(KafkaTest):

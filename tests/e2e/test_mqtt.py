@@ -1,10 +1,12 @@
 """MqttUser against a real mosquitto broker started on a free port (plain, TLS, with a password
-file), a broker stopped in the middle of a run, and a server that misbehaves on purpose."""
+file), a broker stopped in the middle of a run, and a server that misbehaves on purpose; and
+examples/mqtt run as its README says."""
+import os
 import time
 import unittest
 
 import servers
-from harness import CicadaTest, checks_prelude, main
+from harness import SOURCE, CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 # A script's checks become requests of type "check": a failed check is a failure whose error
@@ -194,6 +196,39 @@ return { U }
         self.assertGreater(r.count("publish:1:e2e/load/1", "MQTT"), 50)
         self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
 
+    def run_example(self, name, users):
+        """Runs examples/mqtt/|name| as its README says, for 3 s with |users| users; asserts
+        that it ended well, with no failure and no exception. Returns the Result."""
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", "mqtt", name), "--headless",
+                        "-H", self.host(), "-u", str(users), "-r", str(users), "-t", "3")
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        self.assertEqual(r.rc, 0, r.stderr[-2000:])
+        return r
+
+    def test_example(self):
+        # weights 5:1: five devices and a dashboard
+        r = self.run_example("cicadafile.lua", 6)
+        self.assertGreaterEqual(r.count("connect", "MQTT"), 6)
+        self.assertEqual(r.count("subscribe:1:devices/{id}/commands", "MQTT"), 5)
+        self.assertGreaterEqual(r.count("publish:1:devices/{id}/state", "MQTT"), 5)
+        self.assertEqual(r.count("subscribe:1:devices/+/reading", "MQTT"), 1)
+        self.assertEqual(r.count("subscribe:1:devices/offline", "MQTT"), 1)
+        tasks = sum(r.count(n, "MQTT") for n in ("publish:0:telemetry/temperature",
+                                                 "publish:1:devices/{id}/reading",
+                                                 "publish:2:devices/{id}/events"))
+        self.assertGreater(tasks, 0, r.data["stats"])
+
+    def test_custom_client_example(self):
+        r = self.run_example("custom_client.lua", 5)
+        self.assertEqual(r.count("connect", "MQTT"), 5)
+        self.assertEqual(r.count("mqtt:subscribe:0", "MQTT"), 5)
+        self.assertGreater(r.count("mqtt:publish:1", "MQTT"), 0)
+        # every publish and subscribe goes by the class's names, none by its topic
+        names = {e["name"] for e in r.data["stats"]}
+        self.assertEqual(names, {"connect", "mqtt:subscribe:0", "mqtt:publish:1"})
+
 
 class Credentials(MqttTest):
     @classmethod
@@ -344,6 +379,28 @@ class Faults(MqttTest):
 """), self.faults.url)
         self.assertEqual(r.failures("connect", "MQTT"), 4)
         self.assertEqual(r.failures("publish:1:t", "MQTT"), 2)
+
+    def test_no_acknowledgement_after_connack(self):
+        # the broker accepts the connection, then never answers: each wait ends at the timeout
+        r = self.run_checks(one_shot(f"""
+    local c = mqtt.client({{ host = "{self.faults.modes['stall_ack']}", timeout = 0.5 }})
+    check("connects", c:connect())
+    check("qos 0 waits for nothing", c:publish("t", "x", 0))
+    local ok, err = c:publish("t", "x", 1)
+    check("qos 1 times out", ok == nil and err:find("no publish acknowledgement within 0.5 s", 1,
+          true), tostring(err))
+    ok, err = c:subscribe("t", 1)
+    check("subscribe times out", ok == nil and err:find("no SUBACK within 0.5 s", 1, true),
+          tostring(err))
+    c:close()
+"""), self.faults.url)
+        self.assertEqual(r.failures("connect", "MQTT"), 0)
+        self.assertEqual(r.count("publish:0:t", "MQTT"), 1)
+        self.assertEqual(r.failures("publish:0:t", "MQTT"), 0)
+        self.assertEqual(r.count("publish:1:t", "MQTT"), 1)
+        self.assertEqual(self.errors(r, "publish:1:t"),
+                         ["no publish acknowledgement within 0.5 s"])
+        self.assertEqual(self.errors(r, "subscribe:1:t"), ["no SUBACK within 0.5 s"])
 
 
 if __name__ == "__main__":

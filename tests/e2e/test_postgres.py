@@ -1,13 +1,15 @@
 """PostgresUser's client against a PostgreSQL server the tests initialise (initdb in a temporary
-directory, a free loopback port), and against a server that misbehaves on purpose."""
+directory, a free loopback port), and against a server that misbehaves on purpose; and
+examples/postgres run as its README says."""
 import os
 import shutil
 import subprocess
 import tempfile
 import unittest
 
+import pg_server
 import servers
-from harness import CicadaTest, checks_prelude, main
+from harness import SOURCE, CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -311,6 +313,32 @@ return { U }
             self.assertEqual(out.stdout.strip(), "postgres")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_example(self):
+        # a database of its own (its items table is not the tests'), whose wishlist is full
+        # already: every wish is the duplicate the example expects, a failure
+        self.pg.psql("drop database if exists shop")
+        self.pg.psql("create database shop")
+        subprocess.run([pg_server.pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.pg.port),
+                        "-U", "postgres", "-d", "shop", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-c", "create table wishlist (customer int, item_id int, "
+                        "primary key (customer, item_id)); insert into wishlist select c, i "
+                        "from generate_series(1, 10000) c, generate_series(1, 20) i"],
+                       check=True, capture_output=True)
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", "postgres", "cicadafile.lua"),
+                        "--headless", "-H", f"postgresql://postgres@127.0.0.1:{self.pg.port}/shop",
+                        "-u", "20", "-r", "20", "-t", "3")
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.count("create tables", "postgres"), 1)
+        self.assertEqual(r.count("PREPARE item", "postgres"), 20)
+        for name in ("item", "search items", "checkout", "my orders", "my items", "wish"):
+            self.assertGreater(r.count(name, "postgres"), 0, (name, r.data["stats"]))
+        self.assertEqual(r.failures("wish", "postgres"), r.count("wish", "postgres"))
+        self.assertEqual({(f["name"], f["error"]) for f in r.data["failures"]},
+                         {("wish", 'SQLSTATE 23505: duplicate key value violates unique '
+                                   'constraint "wishlist_pkey"')})
+        self.assertEqual(r.rc, 1, r.stderr[-2000:])
 
 
 class Faults(PgTest):

@@ -1,5 +1,6 @@
 """RedisUser against a real redis-server started on a free port, and against a server that
-misbehaves on purpose (garbage, a close in the middle of a reply, a stall, a huge reply)."""
+misbehaves on purpose (garbage, a close in the middle of a reply, a stall, a huge reply); and
+examples/redis run as its README says."""
 import os
 import shutil
 import subprocess
@@ -7,7 +8,7 @@ import tempfile
 import unittest
 
 import servers
-from harness import CicadaTest, checks_prelude, main
+from harness import SOURCE, CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 CHECK = checks_prelude("cicada.redis", "redis")
@@ -155,6 +156,23 @@ return { U }
         self.assertEqual(r.rc, 0, r.stderr[-2000:])
         self.assertGreater(r.count("SET", "redis"), 1000)
         self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+
+    def test_example(self):
+        # nine shoppers and the report (fixed_count = 1)
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", "redis", "cicadafile.lua"),
+                        "--headless", "-H", self.host(), "-u", "10", "-r", "10", "-t", "3")
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.count("HSET", "redis"), 9)
+        for name in ("GET", "SET", "HINCRBY", "ZINCRBY", "EXPIRE", "LPUSH"):
+            self.assertGreater(r.count(name, "redis"), 0, (name, r.data["stats"]))
+        # the one failure on purpose: LPUSH on the session, a hash (a failure in the run, so
+        # the exit code is 1)
+        self.assertGreater(r.failures("LPUSH", "redis"), 0, r.data["stats"])
+        self.assertEqual({(f["name"], f["error"]) for f in r.data["failures"]},
+                         {("LPUSH", "WRONGTYPE Operation against a key holding the wrong kind "
+                                    "of value")})
+        self.assertEqual(r.rc, 1, r.stderr[-2000:])
 
 
 class Tls(RedisTest):

@@ -10,12 +10,13 @@ line per fault, "MODE mqtt://127.0.0.1:PORT", and serves until killed:
   stall       reads CONNECT and never answers
   drop_pub    accepts the connection (CONNACK 0), then closes it at the first PUBLISH
   bad_length  accepts the connection, then sends a packet whose remaining length never ends
+  stall_ack   accepts the connection (CONNACK 0), then reads everything and never answers
 """
 import time
 
 from fault_ports import run
 
-MODES = ("garbage", "close_mid", "stall", "drop_pub", "bad_length")
+MODES = ("garbage", "close_mid", "stall", "drop_pub", "bad_length", "stall_ack")
 CONNACK_OK = b"\x20\x02\x00\x00"
 
 
