@@ -24,7 +24,7 @@ import unittest
 
 import servers
 import webdriver
-from harness import CICADA, CicadaTest, Result, main
+from harness import CICADA, SOURCE, CicadaTest, Result, main
 
 SITE = os.path.join(servers.SERVERS, "browser_site.py")
 
@@ -359,6 +359,44 @@ class BrowserUsers(CicadaTest):
     def test_browser_crash(self):
         self.crashed("browser", "BrowserUser", "page", ("new page", "cdp"), ("close page", "cdp"))
 
+    # ---- the example ----------------------------------------------------------------------
+
+    def test_example(self):
+        """examples/browser as its README runs it (4 users, one a second: two of each class),
+        ended once every kind of entry it records was recorded, or something failed."""
+        pages = ("/", "/ (first visit)", "/ (items)", "/page2.html (from a click)")
+        # each class's own: WebdriverShopper checks "items listed", CdpShopper "items fetched"
+        # and records every resource; the other entries come from both
+        checks = ("items listed", "items fetched")
+        resources = ("/", "/page2.html", "/static/app.js", "/static/site.css",
+                     "/static/logo.svg", "/api/items")
+
+        def ready(stats):
+            if any(e["num_failures"] for e in stats.values()):
+                return True
+            return (counted(stats, "/ (first visit)", "browser") >= 2  # both CdpShoppers
+                    and all(counted(stats, p, "browser") for p in pages)
+                    and all(counted(stats, c, "check") for c in checks)
+                    and all(counted(stats, self.site.url + p, "browser-resource")
+                            for p in resources))
+
+        example = os.path.join(SOURCE, "examples", "browser", "cicadafile.lua")
+        rc, r = self.run_until(None, 4, ready, "every entry of the example", file=example,
+                               rate=1)
+        self.assertIn(rc, (0, 1), r.stderr[-3000:])
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        self.assertEqual(r.data["failures"], [])
+        for name in pages:
+            for type_ in ("browser", "browser-dcl", "browser-ttfb"):
+                self.assertGreater(r.count(name, type_), 0, f"{type_} {name}")
+        self.assertEqual(r.count("/ (first visit)", "browser"), 2)  # each CdpShopper's on_start
+        for name in checks:
+            self.assertGreater(r.count(name, "check"), 0, name)
+        for path in resources:
+            self.assertGreater(r.count(self.site.url + path, "browser-resource"), 0, path)
+        self.assert_nothing_left()
+
     # ---- shared -------------------------------------------------------------------------
 
     def crashed(self, module, cls, field, opened, closed):
@@ -378,13 +416,15 @@ class BrowserUsers(CicadaTest):
         self.assert_nothing_left()
 
 
-    def run_until(self, script, users, ready, what, sig=signal.SIGINT, args=()):
-        """Starts |users| users of |script| and sends |sig| to cicada once ready(stats) holds
-        for its live statistics (see live_stats). Returns (the exit status, the Result of the
-        run, None after SIGKILL)."""
+    def run_until(self, script, users, ready, what, sig=signal.SIGINT, args=(), file=None,
+                  rate=None):
+        """Starts |users| users of |script| (or of the script |file|), |rate| a second (all at
+        once by default), and sends |sig| to cicada once ready(stats) holds for its live
+        statistics (see live_stats). Returns (the exit status, the Result of the run, None
+        after SIGKILL)."""
         json_path, stream = self.path("result.json"), self.path("stream.jsonl")
-        argv = [CICADA, "-f", self.write("cicadafile.lua", script), "--headless",
-                "-u", str(users), "-r", str(users), "-t", "600s", "-H", self.site.url,
+        argv = [CICADA, "-f", file or self.write("cicadafile.lua", script), "--headless",
+                "-u", str(users), "-r", str(rate or users), "-t", "600s", "-H", self.site.url,
                 "--json-file", json_path, "--json-stream", stream, *args]
         # into files, not pipes: a pipe nobody reads while the test waits could stall cicada
         out_path, err_path = self.path("stdout.txt"), self.path("stderr.txt")

@@ -220,6 +220,28 @@ class OpenAITest(CicadaTest):
         self.assertEqual(r.failures("proxied", "POST"), 0)
         self.assertEqual(fake_json("/fake/stats")["paths"].get("/proxy/v1/chat/completions"), 1)
 
+    def test_example(self):
+        """examples/openai as its README runs it, for a few seconds: nothing fails. The fake
+        server here wants an API key, and answers more slowly than the README's."""
+        r = self.cicada("-f", os.path.join(harness.SOURCE, "examples", "openai", "cicadafile.lua"),
+                        "--headless", "-u", "50", "-r", "50", "-t", "8", "-H", fake.url,
+                        env={"OPENAI_API_KEY": "sk-test"})
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        self.assertEqual(r.data["failures"], [])
+        # tasks of weights 8, 2, 1 and 1: some 150 of them, so each ran; the server sends
+        # max_tokens tokens
+        chat = "/v1/chat/completions"
+        for name, tokens in ((chat, 64), ("conversation", 32), ("not streamed", 16)):
+            self.assertGreater(r.count(name, "POST"), 0, name)
+            self.assertEqual(r.count(name, "TOKENS"), r.count(name, "POST"), name)
+            self.assertEqual(r.entry(name, "TOKENS")["min_response_time"], tokens, name)
+            self.assertEqual(r.entry(name, "TOKENS")["max_response_time"], tokens, name)
+        for type_ in ("TTFT", "ITL", "TPOT", "E2E", "TOKEN/S"):
+            self.assertGreater(r.count(chat, type_), 0, type_)
+        self.assertGreater(r.count("embeddings", "POST"), 0)
+        self.assertEqual(r.rc, 0, r.stderr[-3000:])
+
     def test_bad_slo(self):
         script = """
             local cicada = require "cicada"

@@ -165,6 +165,23 @@ class Flows:
         self.assertEqual(len(messages), 1, messages)
         self.assertIn("handler failed on purpose", messages[0])
 
+    def test_example(self):
+        """examples/socketio as its README runs it, for a few seconds: nothing fails."""
+        r = self.cicada("-f", os.path.join(harness.SOURCE, "examples", "socketio",
+                                           "cicadafile.lua"),
+                        "--headless", "-u", "10", "-r", "10", "-t", "8", "-H", self.server.url)
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        self.assertEqual(r.data["failures"], [])
+        # each user joins /admin once and is welcomed there
+        self.assertEqual(r.count("connect", "WS"), 10)
+        self.assertEqual(r.count("welcome", "WSR"), 10)
+        # tasks of weights 5, 3, 1 and 1: some 100 of them, so each ran
+        for name, type_ in (("ack", "WSC"), ("echo", "WSE"), ("echo", "WSR"), ("binary", "WSC"),
+                            ("ask", "WSE"), ("question", "WSR"), ("answer_was", "WSR")):
+            self.assertGreater(r.count(name, type_), 0, f"{type_} {name}")
+        self.assertEqual(r.rc, 0, r.stderr[-3000:])
+
 
 class NodeSocketIOTest(Flows, CicadaTest):
     @classmethod

@@ -260,6 +260,20 @@ class WebSocketTest(CicadaTest):
         # the send held back is recorded with the time it waited: its 1 s deadline at least
         self.assertGreaterEqual(r.entry("send /stall", "WS")["max_response_time"], 999)
 
+    def test_example(self):
+        """examples/websocket as its README runs it, for a few seconds: nothing fails."""
+        r = self.cicada("-f", os.path.join(harness.SOURCE, "examples", "websocket",
+                                           "cicadafile.lua"),
+                        "--headless", "-u", "10", "-r", "10", "-t", "8", "-H", echo.url)
+        self.assertIsNotNone(r.data, r.stderr[-2000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.data["failures"], [])
+        self.assertEqual(r.count("connect", "WS"), 10)  # each user's on_start
+        # tasks of weights 5, 2 and 1: some 80 of them, so each ran
+        for name in ("send", "recv", "send binary", "recv binary", "ping"):
+            self.assertGreater(r.count(name, "WS"), 0, name)
+        self.assertEqual(r.rc, 0, r.stderr[-2000:])
+
 
 if __name__ == "__main__":
     harness.main()
