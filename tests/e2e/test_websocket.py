@@ -62,6 +62,27 @@ return { Chat }
 
 
 class WebSocketTest(CicadaTest):
+    def run_task(self, body):
+        """Runs |body| (Lua, with cicada, ws and cjson at hand) once in one user against the
+        echo server; it must end without an error."""
+        script = """
+            local cicada = require "cicada"
+            local ws = require "cicada.websocket"
+            local cjson = require "cjson"
+            local U = cicada.User:extend("U", { wait_time = cicada.constant(0) })
+            U:task(function(self)
+""" + body + """
+                cicada.record("T", "ok", 0, 0, nil)
+                error(cicada.StopTest)
+            end)
+            return { U }
+        """
+        r = self.cicada("--headless", "-u", "1", "-r", "10", "-t", "120", "-H", echo.url,
+                        script=script, timeout=180)
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        self.assertEqual(r.count("ok", "T"), 1)
+        return r
+
     def test_echo(self):
         r = self.cicada("--headless", "-u", "1", "-r", "10", "-t", "120", "-H", echo.url,
                         script=ECHO, timeout=180)
@@ -77,12 +98,7 @@ class WebSocketTest(CicadaTest):
         self.assertEqual(r.entry("bin back", "WS")["total_content_length"], 50 * 4)
 
     def test_headers_and_queue(self):
-        script = """
-            local cicada = require "cicada"
-            local ws = require "cicada.websocket"
-            local cjson = require "cjson"
-            local U = cicada.User:extend("U", { wait_time = cicada.constant(0) })
-            U:task(function(self)
+        r = self.run_task("""
                 local c = assert(ws.connect(self.host .. "/headers",
                     { headers = { ["X-Token"] = "t1" }, origin = "http://o.test" }))
                 local body = assert(c:receive(30))
@@ -118,25 +134,12 @@ class WebSocketTest(CicadaTest):
                 assert(m == nil and err:find("4001") and err:find("bye"), tostring(err))
                 local code, reason = q:close_status()
                 assert(code == 4001 and reason == "bye")
-                cicada.record("T", "ok", 0, 0, nil)
-                error(cicada.StopTest)
-            end)
-            return { U }
-        """
-        r = self.cicada("--headless", "-u", "1", "-r", "10", "-t", "120", "-H", echo.url,
-                        script=script, timeout=180)
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
-        self.assertEqual(r.count("ok", "T"), 1)
+        """)
         self.assertEqual(r.failures("closed", "WS"), 1)
         self.assertEqual(r.failures("short wait", "WS"), 1)
 
     def test_close_code_and_heartbeat(self):
-        script = """
-            local cicada = require "cicada"
-            local ws = require "cicada.websocket"
-            local cjson = require "cjson"
-            local U = cicada.User:extend("U", { wait_time = cicada.constant(0) })
-            U:task(function(self)
+        r = self.run_task("""
                 -- the server pings every second and drops a client whose pong does not come
                 -- within half a second: idle through three of its pings
                 local h = assert(ws.connect(self.host .. "/heartbeat", { name = false }))
@@ -155,15 +158,7 @@ class WebSocketTest(CicadaTest):
                 assert(found, "the server saw no close 4321: " .. body)
                 assert(h:close())
                 l:close()
-                cicada.record("T", "ok", 0, 0, nil)
-                error(cicada.StopTest)
-            end)
-            return { U }
-        """
-        r = self.cicada("--headless", "-u", "1", "-r", "10", "-t", "120", "-H", echo.url,
-                        script=script, timeout=180)
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
-        self.assertEqual(r.count("ok", "T"), 1)
+        """)
         self.assertEqual(r.failures("after pings", "WS"), 0)
 
     def test_wss(self):
