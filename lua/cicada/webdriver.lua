@@ -184,8 +184,8 @@ function Browser:_http(method, path, body)
             -- chromedriver's messages mostly start with the error code already
             msg = m:sub(1, #msg) == msg and m or (msg .. ": " .. m)
         end
-        if code == "invalid session id" or code:find("^disconnected") or code:find("^chrome not reachable")
-            or msg:find("tab crashed", 1, true) then
+        if code == "invalid session id" or code:find("^disconnected")
+            or code:find("^chrome not reachable") or msg:find("tab crashed", 1, true) then
             -- the browser or its page is gone: the next command opens a new session
             self.lost = self.session
             self.session = nil

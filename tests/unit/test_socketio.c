@@ -255,7 +255,7 @@ static void test_attachments(void **state)
     assert_int_equal(atts[0].len, 2);
     assert_memory_equal(atts[0].data, "xy", 2);
     cc_sio_asm_release(&a);
-    assert_null(a.off);
+    assert_null(a.view);
 }
 
 int main(void)

@@ -244,10 +244,8 @@ void cc_sio_asm_start(struct cc_sio_asm *a, const char *pkt, size_t len, uint32_
     a->data.len = 0;
     if (n > a->cap) {
         a->cap = n;
-        a->off = cc_xrealloc(a->off, (a->cap + 1) * sizeof(*a->off));
         a->view = cc_xrealloc(a->view, a->cap * sizeof(*a->view));
     }
-    a->off[0] = 0;
     a->want = n;
     a->have = 0;
 }
@@ -256,15 +254,16 @@ bool cc_sio_asm_add(struct cc_sio_asm *a, const char *data, size_t len)
 {
     if (a->have >= a->want) return false;
     cc_strbuf_add(&a->data, data, len);
-    a->off[++a->have] = a->data.len;
+    a->view[a->have++].len = len;
     return a->have == a->want;
 }
 
 const struct cc_sio_att *cc_sio_asm_done(struct cc_sio_asm *a, uint32_t *n)
 {
+    const char *at = a->data.data ? a->data.data : ""; /* every attachment empty: none added */
     for (uint32_t i = 0; i < a->have; i++) {
-        a->view[i].data = a->data.data + a->off[i];
-        a->view[i].len = a->off[i + 1] - a->off[i];
+        a->view[i].data = at;
+        at += a->view[i].len;
     }
     *n = a->have;
     a->want = a->have = 0;
@@ -281,7 +280,6 @@ void cc_sio_asm_release(struct cc_sio_asm *a)
 {
     cc_strbuf_release(&a->pkt);
     cc_strbuf_release(&a->data);
-    cc_free(a->off);
     cc_free(a->view);
     memset(a, 0, sizeof(*a));
 }

@@ -95,8 +95,7 @@ struct cc_sio_att {
 struct cc_sio_asm {
     struct cc_strbuf pkt;    /* the packet's text */
     struct cc_strbuf data;   /* the attachments so far, back to back */
-    size_t *off;             /* where each starts in data ([have + 1]) */
-    struct cc_sio_att *view; /* the attachments, once all came */
+    struct cc_sio_att *view; /* their lengths as they come; where each is, once all came */
     uint32_t cap, want, have;
 };
 
