@@ -120,6 +120,14 @@ static int event_fd(char *err, size_t errlen)
     return fd;
 }
 
+void kafka_wake_on_queue(rd_kafka_queue_t *q, int efd)
+{
+    rd_kafka_queue_io_event_enable(q, efd, &event_one, sizeof(event_one));
+    if (write(efd, &event_one, sizeof(event_one)) < 0) {
+        /* cannot fail: the counter is far from its limit */
+    }
+}
+
 static void drain_fd(int fd)
 {
     uint64_t v;
@@ -400,7 +408,7 @@ struct kafka_producer *kafka_producer_get(struct kafka_vm *kv, const char *sig,
     p->rk = rk;
     p->q = rd_kafka_queue_get_main(rk);
     p->efd = efd;
-    rd_kafka_queue_io_event_enable(p->q, efd, &event_one, sizeof(event_one));
+    kafka_wake_on_queue(p->q, efd);
     uv_poll_init(kv->vm->loop, &p->poll, efd);
     p->poll.data = p;
     uv_poll_start(&p->poll, UV_READABLE, on_producer_event);
@@ -678,7 +686,7 @@ struct kafka_consumer *kafka_consumer_new(struct kafka_vm *kv, rd_kafka_conf_t *
         cc_free(c);
         return NULL;
     }
-    rd_kafka_queue_io_event_enable(c->q, efd, &event_one, sizeof(event_one));
+    kafka_wake_on_queue(c->q, efd);
     uv_poll_init(kv->vm->loop, &c->poll, efd);
     c->poll.data = c;
     uv_poll_start(&c->poll, UV_READABLE, on_consumer_event);

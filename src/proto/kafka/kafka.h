@@ -10,10 +10,11 @@
  *   struct kafka_wait      a user waiting in consumer:poll()
  *
  * librdkafka runs its own threads; the loop only hears from it through an eventfd that
- * librdkafka writes when one of our queues goes from empty to non-empty
- * (rd_kafka_queue_io_event_enable). A uv_poll watches it: the producer's queue (delivery
- * reports, errors) is drained whole each time, the consumer's is read while users wait on it
- * (messages left in it are taken by the next poll() directly, without waiting).
+ * librdkafka writes when one of our queues goes from empty to non-empty (kafka_wake_on_queue,
+ * which also wakes the loop once for what was queued before). A uv_poll watches it: the
+ * producer's queue (delivery reports, errors) is drained whole each time, the consumer's is read
+ * while users wait on it (messages left in it are taken by the next poll() directly, without
+ * waiting).
  *
  * A produce that finds librdkafka's queue full (RD_KAFKA_RESP_ERR__QUEUE_FULL) parks its user
  * in the producer's blocked list with a copy of the message; delivery reports free space, and
@@ -46,6 +47,12 @@ bool kafka_stamp_decode(const void *value, size_t len, uint64_t *ns);
 bool kafka_stamp_latency(rd_kafka_headers_t *hdrs, uint64_t now_ns, uint64_t *ns);
 /* Wall-clock nanoseconds since the epoch. */
 uint64_t kafka_wall_ns(void);
+
+/* Has librdkafka write 8 bytes to the eventfd |efd| when |q| gets something to serve. It does
+ * so only when the queue goes from empty to non-empty, and its threads (a broker's first failed
+ * connection, say) may have queued an event before this call: |efd| is also written once now,
+ * or that event, and every one after it, would wait unseen until the queue was read. */
+void kafka_wake_on_queue(rd_kafka_queue_t *q, int efd);
 
 /* ---- producers and consumers -------------------------------------------------------------- */
 
