@@ -151,5 +151,29 @@ class CicadaTest(unittest.TestCase):
         self.fail("timed out waiting for " + what)
 
 
+class _ReportAtOnce(unittest.TextTestResult):
+    """Prints each failure and error as it happens, not at the end: a module that CTest stops
+    at its time limit still shows what failed before."""
+
+    def _report(self, flavour, test, err):
+        self.stream.writeln(self.separator1)
+        self.stream.writeln(f"{flavour}: {self.getDescription(test)}")
+        self.stream.writeln(self.separator2)
+        self.stream.writeln(self._exc_info_to_string(err, test))
+        self.stream.flush()
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._report("FAIL", test, err)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._report("ERROR", test, err)
+
+    def printErrors(self):  # already printed
+        pass
+
+
 def main():
-    unittest.main(verbosity=2)
+    unittest.main(verbosity=2, testRunner=unittest.TextTestRunner(
+        verbosity=2, resultclass=_ReportAtOnce))

@@ -170,6 +170,12 @@ def counted(stats, name, type_, key="num_requests"):
     return e[key] if e else 0
 
 
+def open_failed(stats, opened):
+    """Whether opening a browser (the (name, type) entry |opened|) failed: whatever the test
+    waits for then never comes, and its assertions say why at once."""
+    return counted(stats, *opened, key="num_failures") > 0
+
+
 def marked_processes(marker):
     """Pids of live processes whose command line or environment mentions |marker|."""
     found = []
@@ -227,13 +233,15 @@ class BrowserUsers(CicadaTest):
             time.sleep(0.1)
         self.assertEqual(os.listdir(self.tmp), [], "scratch directories left behind")
 
-    def run_once(self, script, closed, users=2):
+    def run_once(self, script, opened, closed, users=2):
         """Runs |users| users on one thread, sharing one browser process, each through the task
         once; a user then stops (StopUser), which closes its browser (|closed| recorded). The
         run is ended once every user is done, or one of them went round again (its task raised
-        before the end: the assertions then say what failed)."""
+        before the end) or could not open its browser (|opened| failed): the assertions then
+        say what failed."""
         def ready(stats):
-            return counted(stats, *closed) >= users or counted(stats, "home", "browser") > users
+            return (counted(stats, *closed) >= users or counted(stats, "home", "browser") > users
+                    or open_failed(stats, opened))
 
         rc, r = self.run_until(script % {"end": STOP_USER}, users, ready, "users done",
                                args=("--threads", "1"))
@@ -260,7 +268,7 @@ class BrowserUsers(CicadaTest):
     # ---- WebdriverUser --------------------------------------------------------------------
 
     def test_webdriver_user(self):
-        r = self.run_once(WEBDRIVER, ("delete session", "webdriver"))
+        r = self.run_once(WEBDRIVER, ("new session", "webdriver"), ("delete session", "webdriver"))
         self.assert_checks(r, "elements in", "elements out")
         self.assert_page_loads(r, "home")
         self.assert_page_loads(r, "demo")
@@ -289,7 +297,8 @@ class BrowserUsers(CicadaTest):
         self.interrupt(WEBDRIVER, ("new session", "webdriver"), None, signal.SIGKILL)
 
     def test_webdriver_failing_on_start(self):
-        r = self.failing_on_start("webdriver", "WebdriverUser", ("delete session", "webdriver"))
+        r = self.failing_on_start("webdriver", "WebdriverUser", ("new session", "webdriver"),
+                                  ("delete session", "webdriver"))
         self.assertEqual(r.count("new session", "webdriver"), 1)
         self.assertEqual(r.count("delete session", "webdriver"), 1)
         self.assertEqual(r.failures("delete session", "webdriver"), 0)
@@ -303,7 +312,7 @@ class BrowserUsers(CicadaTest):
     # ---- BrowserUser (DevTools) -----------------------------------------------------------
 
     def test_browser_user(self):
-        r = self.run_once(BROWSER, ("close page", "cdp"))
+        r = self.run_once(BROWSER, ("new page", "cdp"), ("close page", "cdp"))
         self.assert_checks(r)
         self.assert_page_loads(r, "home")
         self.assert_page_loads(r, "demo")
@@ -341,7 +350,8 @@ class BrowserUsers(CicadaTest):
         self.interrupt(BROWSER, ("new page", "cdp"), None, signal.SIGKILL)
 
     def test_browser_failing_on_start(self):
-        r = self.failing_on_start("browser", "BrowserUser", ("close page", "cdp"))
+        r = self.failing_on_start("browser", "BrowserUser", ("new page", "cdp"),
+                                  ("close page", "cdp"))
         self.assertEqual(r.count("new page", "cdp"), 1)
         self.assertEqual(r.count("close page", "cdp"), 1)
         self.assertEqual(r.failures("close page", "cdp"), 0)
@@ -403,7 +413,8 @@ class BrowserUsers(CicadaTest):
         """One user whose page crashes goes on in a new page or session: both were opened and
         closed, and the navigation after the crash's failure succeeded."""
         script = CRASH % {"module": module, "cls": cls, "field": field}
-        _, r = self.run_until(script, 1, lambda stats: counted(stats, *closed) >= 2,
+        _, r = self.run_until(script, 1, lambda stats: (counted(stats, *closed) >= 2
+                                                        or open_failed(stats, opened)),
                               "two closed browsers")
         self.assertIsNotNone(r.data, r.stderr[-3000:])
         self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
@@ -459,15 +470,19 @@ class BrowserUsers(CicadaTest):
         every page or session opened was closed and that was recorded (|closed|), and the
         final statistics were written."""
         def ready(stats):
-            return counted(stats, *opened) >= 2 and counted(stats, "home", "browser") >= 1
+            return ((counted(stats, *opened) >= 2 and counted(stats, "home", "browser") >= 1)
+                    or open_failed(stats, opened))
 
         rc, r = self.run_until(script % {"end": KEEP_GOING}, 2, ready,
                                "two open browsers and a page load", sig)
         if sig == signal.SIGKILL:
             self.assertEqual(rc, -signal.SIGKILL)
+            self.assertFalse(open_failed(live_stats(self.path("stream.jsonl")), opened),
+                             r.stderr[-3000:])
         else:
             self.assertIn(rc, (0, 1), r.stderr[-3000:])
             self.assertIsNotNone(r.data, r.stderr[-3000:])
+            self.assertEqual(r.failures(*opened), 0, r.data["failures"])
             n = r.count(*opened)  # 2, or more if a browser crashed and its users reopened
             self.assertGreaterEqual(n, 2, r.stderr[-3000:])
             self.assertEqual(r.count(*closed), n, r.stderr[-3000:])
@@ -475,13 +490,16 @@ class BrowserUsers(CicadaTest):
             self.assertGreaterEqual(r.count("home", "browser"), 1)
         self.assert_nothing_left()
 
-    def failing_on_start(self, module, cls, closed):
+    def failing_on_start(self, module, cls, opened, closed):
         """One user whose on_start raises: the error is in the exceptions table with its
         traceback, and its browser was closed all the same (|closed| recorded). The run is
-        ended once that close shows in the live statistics: the error is reported right after."""
+        ended once that close shows in the live statistics (the error is reported right after),
+        or the browser did not open."""
         _, r = self.run_until(FAILING_START % {"module": module, "cls": cls}, 1,
-                              lambda stats: counted(stats, *closed) >= 1, "closed browser")
+                              lambda stats: (counted(stats, *closed) >= 1
+                                             or open_failed(stats, opened)), "closed browser")
         self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.failures(*opened), 0, r.data["failures"])
         broke = [e for e in r.data["exceptions"] if "on_start broke" in e["message"]]
         self.assertEqual(len(broke), 1, f"{r.data['exceptions']}\n{r.stderr[-3000:]}")
         self.assertEqual(broke[0]["count"], 1)
