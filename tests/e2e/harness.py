@@ -113,6 +113,21 @@ class CicadaTest(unittest.TestCase):
                               env=full_env, cwd=cwd or self.dir)
         return Result(proc, proc.stdout, proc.stderr, json_path)
 
+    def example(self, name, host, users, run_time, file="cicadafile.lua", env=None,
+                failures=False):
+        """Runs examples/|name|/|file| as its README does: headless against |host|, |users|
+        users started at once, for |run_time| seconds. Asserts that the results were written
+        and that nothing raised, and unless |failures| (an example that fails on purpose) that
+        no request failed. Returns the Result."""
+        r = self.cicada("-f", os.path.join(SOURCE, "examples", name, file), "--headless",
+                        "-H", host, "-u", str(users), "-r", str(users), "-t", str(run_time),
+                        env=env)
+        self.assertIsNotNone(r.data, r.stderr[-3000:])
+        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
+        if not failures:
+            self.assertEqual(r.data["failures"], [])
+        return r
+
     def start(self, *args, script=None, env=None):
         """Starts cicada in the background; returns the Popen."""
         argv = [CICADA]

@@ -1,12 +1,9 @@
 """HttpUser's client against real servers: nginx (HTTP/1.1, HTTPS), an httpbin of our own
 (redirects, cookies, auth, bodies, compression) and a server that misbehaves on purpose; and
 examples/http run as its README says."""
-import json
-import os
-import unittest
 
 import servers
-from harness import SOURCE, CicadaTest, main
+from harness import CicadaTest, main
 
 # A script's checks become requests of type "check": a failed check is a failure whose error
 # says what was wrong, which the test then shows.
@@ -248,11 +245,7 @@ class Features(HttpTest):
 """, attrs='source_addresses = { "127.0.0.2" }'), self.bin.url, expect_rc=0)
 
     def test_example(self):
-        r = self.cicada("-f", os.path.join(SOURCE, "examples", "http", "cicadafile.lua"),
-                        "--headless", "-H", self.bin.url, "-u", "5", "-r", "5", "-t", "3")
-        self.assertIsNotNone(r.data, r.stderr[-2000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
-        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        r = self.example("http", self.bin.url, 5, 3)
         self.assertEqual(r.rc, 0, r.stderr[-2000:])
         # each user's on_start, then its tasks, under the example's names
         self.assertEqual(r.count("/cookies/set", "GET"), 5)

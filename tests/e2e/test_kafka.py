@@ -1,14 +1,12 @@
 """KafkaUser against librdkafka's mock cluster, run in a helper process of ours
 (tests/servers/kafka_mock.c): producing, consuming by assignment and in a group, end-to-end
 latency, a full producer queue, brokers taken down, and examples/kafka as its README says."""
-import os
 import socket
 import threading
 import time
-import unittest
 
 import servers
-from harness import SOURCE, CicadaTest, checks_prelude, main
+from harness import CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 CHECK = checks_prelude("cicada.kafka", "kafka")
@@ -188,11 +186,7 @@ class Example(KafkaTest):
     def test_example(self):
         # the reader's group gets its partitions about 3 s in on the mock: 10 s leaves it time
         # to consume on a loaded machine
-        r = self.cicada("-f", os.path.join(SOURCE, "examples", "kafka", "cicadafile.lua"),
-                        "--headless", "-H", self.mock.bootstrap, "-u", "5", "-r", "5", "-t", "10")
-        self.assertIsNotNone(r.data, r.stderr[-2000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
-        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        r = self.example("kafka", self.mock.bootstrap, 5, 10)
         for name in ("orders", "orders (64 KiB)", "e2e:orders"):
             self.assertGreater(r.count(name, "kafka"), 0, (name, r.data["stats"]))
         self.assertEqual(r.rc, 0, r.stderr[-2000:])

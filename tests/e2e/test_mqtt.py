@@ -1,12 +1,10 @@
 """MqttUser against a real mosquitto broker started on a free port (plain, TLS, with a password
 file), a broker stopped in the middle of a run, and a server that misbehaves on purpose; and
 examples/mqtt run as its README says."""
-import os
 import time
-import unittest
 
 import servers
-from harness import SOURCE, CicadaTest, checks_prelude, main
+from harness import CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 # A script's checks become requests of type "check": a failed check is a failure whose error
@@ -199,11 +197,7 @@ return { U }
     def run_example(self, name, users):
         """Runs examples/mqtt/|name| as its README says, for 3 s with |users| users; asserts
         that it ended well, with no failure and no exception. Returns the Result."""
-        r = self.cicada("-f", os.path.join(SOURCE, "examples", "mqtt", name), "--headless",
-                        "-H", self.host(), "-u", str(users), "-r", str(users), "-t", "3")
-        self.assertIsNotNone(r.data, r.stderr[-2000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
-        self.assertEqual(r.data["total"]["num_failures"], 0, r.data["failures"])
+        r = self.example("mqtt", self.host(), users, 3, file=name)
         self.assertEqual(r.rc, 0, r.stderr[-2000:])
         return r
 

@@ -5,11 +5,10 @@ import os
 import shutil
 import subprocess
 import tempfile
-import unittest
 
 import pg_server
 import servers
-from harness import SOURCE, CicadaTest, checks_prelude, main
+from harness import CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -325,11 +324,8 @@ return { U }
                         "primary key (customer, item_id)); insert into wishlist select c, i "
                         "from generate_series(1, 10000) c, generate_series(1, 20) i"],
                        check=True, capture_output=True)
-        r = self.cicada("-f", os.path.join(SOURCE, "examples", "postgres", "cicadafile.lua"),
-                        "--headless", "-H", f"postgresql://postgres@127.0.0.1:{self.pg.port}/shop",
-                        "-u", "20", "-r", "20", "-t", "3")
-        self.assertIsNotNone(r.data, r.stderr[-2000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        r = self.example("postgres", f"postgresql://postgres@127.0.0.1:{self.pg.port}/shop", 20,
+                         3, failures=True)
         self.assertEqual(r.count("create tables", "postgres"), 1)
         self.assertEqual(r.count("PREPARE item", "postgres"), 20)
         for name in ("item", "search items", "checkout", "my orders", "my items", "wish"):

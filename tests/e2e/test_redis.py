@@ -5,10 +5,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import unittest
 
 import servers
-from harness import SOURCE, CicadaTest, checks_prelude, main
+from harness import CicadaTest, checks_prelude, main
 from harness import one_shot as harness_one_shot
 
 CHECK = checks_prelude("cicada.redis", "redis")
@@ -159,10 +158,7 @@ return { U }
 
     def test_example(self):
         # nine shoppers and the report (fixed_count = 1)
-        r = self.cicada("-f", os.path.join(SOURCE, "examples", "redis", "cicadafile.lua"),
-                        "--headless", "-H", self.host(), "-u", "10", "-r", "10", "-t", "3")
-        self.assertIsNotNone(r.data, r.stderr[-2000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-2000:])
+        r = self.example("redis", self.host(), 10, 3, failures=True)
         self.assertEqual(r.count("HSET", "redis"), 9)
         for name in ("GET", "SET", "HINCRBY", "ZINCRBY", "EXPIRE", "LPUSH"):
             self.assertGreater(r.count(name, "redis"), 0, (name, r.data["stats"]))

@@ -167,12 +167,7 @@ class Flows:
 
     def test_example(self):
         """examples/socketio as its README runs it, for a few seconds: nothing fails."""
-        r = self.cicada("-f", os.path.join(harness.SOURCE, "examples", "socketio",
-                                           "cicadafile.lua"),
-                        "--headless", "-u", "10", "-r", "10", "-t", "8", "-H", self.server.url)
-        self.assertIsNotNone(r.data, r.stderr[-3000:])
-        self.assertEqual(r.data["exceptions"], [], r.stderr[-3000:])
-        self.assertEqual(r.data["failures"], [])
+        r = self.example("socketio", self.server.url, 10, 8)
         # each user joins /admin once and is welcomed there
         self.assertEqual(r.count("connect", "WS"), 10)
         self.assertEqual(r.count("welcome", "WSR"), 10)
